@@ -1,0 +1,22 @@
+rule embed:
+    input:
+        model=base_model(),
+        item=prepared("{category}", "item.json"),
+        images=lambda wc: raw_files(wc)["images"],
+    output:
+        npy="results/{category}/embed/qwen_mm.npy",
+        meta="results/{category}/embed/qwen_mm.json",
+    params:
+        cfg=stage_params("embed"),
+        model=config["model"],
+    threads: rule_resources("embed", "threads", 2)
+    resources:
+        gpu=rule_resources("embed", "gpu", 1),
+        mem_mb=rule_resources("embed", "mem_mb", 4000),
+        runtime=rule_resources("embed", "runtime", 60),
+    log:
+        "logs/embed/{category}.log",
+    benchmark:
+        "benchmarks/embed/{category}.tsv"
+    script:
+        "../workflow/scripts/embed.py"

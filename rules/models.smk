@@ -1,0 +1,16 @@
+# The demo's tiny Qwen2.5-VL, built locally from config. The real study points model.path at a local copy of
+# Qwen/Qwen2.5-VL-7B-Instruct and sets model.build_tiny: false; every later rule loads model.path the same way.
+
+if config["model"]["build_tiny"]:
+
+    rule build_tiny_model:
+        output:
+            directory(config["model"]["path"]),
+        params:
+            tiny=config["model"].get("tiny", {}),
+        log:
+            "logs/build_tiny_model/build.log",
+        benchmark:
+            "benchmarks/build_tiny_model/build.tsv"
+        script:
+            "../workflow/scripts/build_tiny_model.py"

@@ -1,0 +1,45 @@
+"""Item tokens (``<a_0>``..``<d_255>``) added to a VLM: the exact same steps at training and at loading time.
+
+The embedding matrix is resized to exactly ``len(tokenizer)`` (never padded: padding rows would be randomly
+initialised and not saved by the adapter). Every new row is initialised explicitly, including the "spare" rows
+that the real checkpoint already has beyond its tokenizer (152064 rows for 151665 tokens), which
+``resize_token_embeddings`` would leave untouched.
+"""
+
+from __future__ import annotations
+
+import torch
+
+LORA_TARGET_REGEX = (
+    r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+)  # the vision tower also has gate/up/down_proj; LoRA stays on the language model
+
+
+def add_item_tokens(tokenizer, tokens: list[str]) -> tuple[int, list[int]]:
+    """Add ``tokens`` as normal added tokens; return ``(n_base_tokens, new_token_ids)``."""
+    n_base = len(tokenizer)
+    tokenizer.add_tokens(list(tokens))
+    new_ids = tokenizer.convert_tokens_to_ids(list(tokens))
+    if sorted(new_ids) != list(range(n_base, n_base + len(tokens))):
+        raise ValueError("item tokens must be new to the tokenizer (some already exist)")
+    return n_base, new_ids
+
+
+@torch.no_grad()
+def resize_and_init(model, tokenizer, n_base: int, seed: int = 0) -> None:
+    """Resize to exactly ``len(tokenizer)`` and set rows ``n_base:`` to the base-row mean plus small noise."""
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    gen = torch.Generator().manual_seed(seed)
+    mats = [model.get_input_embeddings().weight]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() != mats[0].data_ptr():
+        mats.append(out.weight)
+    for w in mats:
+        base = w[:n_base].float()
+        noise = torch.randn(len(tokenizer) - n_base, w.shape[1], generator=gen) * base.std(0, keepdim=True)
+        w[n_base:] = (base.mean(0, keepdim=True) + noise).to(w.dtype)
+
+
+def tied(model) -> bool:
+    out = model.get_output_embeddings()
+    return out is not None and out.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()

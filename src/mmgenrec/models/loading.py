@@ -1,0 +1,70 @@
+"""Load a Qwen2.5-VL checkpoint (tiny demo model or the real 7B/3B) from a local directory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``auto`` means bf16 on GPU and fp32 on CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_processor(path: str | Path):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(str(path))
+
+
+def load_vlm(path: str | Path, *, device: str = "auto", dtype: str = "auto", attn_implementation: str | None = None):
+    """Return ``(model, processor)`` loaded with ``from_pretrained(path)``; model in eval mode on ``device``."""
+    from transformers import AutoModelForImageTextToText
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json; expected a local Hugging Face model directory")
+    dev = pick_device(device)
+    kwargs = {"dtype": pick_dtype(dtype, dev)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForImageTextToText.from_pretrained(str(path), **kwargs).to(dev)
+    model.eval()
+    processor = load_processor(path)
+    log.info("loaded %s (%s, %s) from %s", type(model).__name__, dev, kwargs["dtype"], path)
+    return model, processor
+
+
+def load_finetuned(base_dir: str | Path, adapter_dir: str | Path, *, device: str = "auto", dtype: str = "auto",
+                   merge: bool = True):
+    """Base VLM + saved adapter: the tokenizer with the item tokens comes from ``adapter_dir``; the embeddings are
+    resized exactly as at training time (to ``len(tokenizer)``) before the adapter is attached."""
+    import json
+
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    model, _ = load_vlm(base_dir, device=device, dtype=dtype)
+    processor = load_processor(adapter_dir)
+    meta = json.loads((adapter_dir / "token_meta.json").read_text())
+    if len(processor.tokenizer) != meta["n_base_tokens"] + meta["n_new_tokens"]:
+        raise ValueError(f"{adapter_dir}: tokenizer has {len(processor.tokenizer)} tokens, token_meta.json expects "
+                         f"{meta['n_base_tokens'] + meta['n_new_tokens']}")
+    model.resize_token_embeddings(len(processor.tokenizer), mean_resizing=False)
+    model = PeftModel.from_pretrained(model, str(adapter_dir)).to(model.device)
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    return model, processor, meta

@@ -1,0 +1,6 @@
+"""Snakemake adapter: all categories x methods -> results/summary.csv + a Markdown table."""
+from mmgenrec import logs
+from mmgenrec.evaluate.summary import summarize
+
+logs.setup(snakemake.log[0])
+summarize(snakemake.input, snakemake.output.csv, snakemake.output.md)
