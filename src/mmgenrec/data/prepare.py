@@ -1,0 +1,225 @@
+"""Raw Amazon-2018 files -> iterative k-core -> chronological leave-one-out -> LC-Rec-style files.
+
+Outputs in ``out_dir`` (``<name>`` = the category)::
+
+    <name>.inter.json    {"<user id>": [item ids, oldest first]}   (the last item is test, the second last valid)
+    <name>.item.json     {"<item id>": {title, description, brand, categories, asin, image}}   (image: file name or null)
+    <name>.item2id       "<asin>\\t<item id>" per line;  <name>.user2id likewise for reviewerID
+    <name>.{train,valid,test}.inter   RecBole sequential format (user, history, target), as LC-Rec ships
+    <name>.stats.json    what was read, dropped and kept, and why
+
+Rules (each counted in the stats): metadata lines with a repeated asin keep the first
+line that has a usable title; titles are cleaned of HTML
+and items whose title ends up empty are dropped; reviews of items without metadata ("orphans") are dropped; a
+repeated (user, item) pair keeps its earliest review; then users and items with fewer than ``min_interactions``
+are removed repeatedly until none is left (iterative k-core). Each user's items are ordered by review time, ties
+by their order in the file. Ids are given by first appearance: users in order of their first review, items as
+they first appear walking those users' sequences.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from mmgenrec.data.images import image_filename, is_readable_image
+from mmgenrec.io import InputError, atomic_path, iter_json_lines, write_json
+
+log = logging.getLogger(__name__)
+
+# Every count is reported, zero or not, so that downstream readers can rely on the keys.
+COUNT_KEYS = ("meta_lines", "meta_duplicate_asin", "meta_lines_empty_title", "items_dropped_empty_title",
+              "review_lines", "reviews_dropped_orphan", "reviews_dropped_repeat", "reviews_unique_known",
+              "k_core_rounds", "items_with_image", "items_without_image")
+_TAG = re.compile(r"<[^>]*>?")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(value) -> str:
+    """Plain text from a metadata field: lists joined, HTML tags and entities removed, whitespace collapsed."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(t for t in (clean_text(v) for v in value) if t)
+    if not isinstance(value, str):
+        value = str(value)
+    text = _TAG.sub(" ", html.unescape(value))
+    return _SPACE.sub(" ", text).strip()
+
+
+def clean_categories(value) -> str:
+    """The category path as LC-Rec writes it: "A, B, C" (repeats removed, order kept)."""
+    if isinstance(value, str):
+        value = [value]
+    out: list[str] = []
+    for c in value or []:
+        c = clean_text(c)
+        if c and c not in out:
+            out.append(c)
+    return ", ".join(out)
+
+
+def read_meta(path: str | Path, stats: Counter) -> dict[str, dict]:
+    """asin -> cleaned item record, in file order; both metadata schemas (``image`` or ``imageURL*``)."""
+    items: dict[str, dict] = {}
+    for lineno, rec in tqdm(iter_json_lines(path), desc="metadata", unit=" lines"):
+        stats["meta_lines"] += 1
+        asin = rec.get("asin")
+        if not isinstance(asin, str) or not asin.strip():
+            raise InputError(f"{path}: line {lineno}: field 'asin' is missing or not a string")
+        seen = asin in items
+        if seen:
+            stats["meta_duplicate_asin"] += 1
+            if items[asin] is not None:
+                continue
+        title = clean_text(rec.get("title"))
+        if not title:
+            stats["meta_lines_empty_title"] += 1
+            items.setdefault(asin, None)
+            continue
+        items[asin] = {
+            "title": title,
+            "description": clean_text(rec.get("description")),
+            "brand": clean_text(rec.get("brand")),
+            "categories": clean_categories(rec.get("category")),
+            "asin": asin,
+        }
+    stats["items_dropped_empty_title"] = sum(r is None for r in items.values())
+    return {a: r for a, r in items.items() if r is not None}
+
+
+def read_reviews(path: str | Path, known: dict, stats: Counter) -> list[tuple[str, str, int, int]]:
+    """(user, asin, time, line) per review of a known item; a repeated (user, item) keeps the earliest."""
+    first: dict[tuple[str, str], tuple[int, int]] = {}
+    for lineno, rec in tqdm(iter_json_lines(path), desc="reviews", unit=" lines"):
+        stats["review_lines"] += 1
+        for field in ("reviewerID", "asin"):
+            if not isinstance(rec.get(field), str):
+                raise InputError(f"{path}: line {lineno}: field '{field}' is missing or not a string")
+        t = rec.get("unixReviewTime")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) and not (isinstance(t, str) and t.isdigit()):
+            raise InputError(f"{path}: line {lineno}: field 'unixReviewTime' is missing or not a number ({t!r})")
+        if rec["asin"] not in known:
+            stats["reviews_dropped_orphan"] += 1
+            continue
+        key = (rec["reviewerID"], rec["asin"])
+        value = (int(t), lineno)
+        if key in first:
+            stats["reviews_dropped_repeat"] += 1
+            if value < first[key]:
+                first[key] = value
+            continue
+        first[key] = value
+    return [(u, a, t, line) for (u, a), (t, line) in first.items()]
+
+
+def k_core(reviews: list[tuple[str, str, int, int]], k: int, stats: Counter) -> list[tuple[str, str, int, int]]:
+    """Remove users and items with fewer than ``k`` reviews, repeatedly, until every one left has ``k``."""
+    rounds = 0
+    while True:
+        users = Counter(r[0] for r in reviews)
+        items = Counter(r[1] for r in reviews)
+        kept = [r for r in reviews if users[r[0]] >= k and items[r[1]] >= k]
+        rounds += 1
+        if len(kept) == len(reviews):
+            break
+        reviews = kept
+    stats["k_core_rounds"] = rounds
+    return reviews
+
+
+def prepare_category(
+    meta_path: str | Path,
+    reviews_path: str | Path,
+    image_dir: str | Path,
+    out_dir: str | Path,
+    name: str,
+    *,
+    min_interactions: int = 5,
+    max_history: int = 50,
+) -> dict:
+    """Run the whole preparation for one category; return the stats written to ``<name>.stats.json``."""
+    if min_interactions < 3:
+        raise ValueError(f"min_interactions={min_interactions}: leave-one-out needs at least 3 items per user")
+    stats: Counter = Counter({key: 0 for key in COUNT_KEYS})
+    meta = read_meta(meta_path, stats)
+    reviews = read_reviews(reviews_path, meta, stats)
+    stats["reviews_unique_known"] = len(reviews)
+    reviews = k_core(reviews, min_interactions, stats)
+    if not reviews:
+        raise InputError(f"{reviews_path}: no interactions left after the {min_interactions}-core filter "
+                         f"({stats['review_lines']} review lines, {len(meta)} items with metadata)")
+
+    # Chronological order per user (ties: file order); ids by first appearance.
+    by_user: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    for user, asin, t, line in reviews:
+        by_user[user].append((t, line, asin))
+    users = sorted(by_user, key=lambda u: min(by_user[u])[:2])
+    user2id = {u: i for i, u in enumerate(users)}
+    item2id: dict[str, int] = {}
+    inter: dict[str, list[int]] = {}
+    for u in users:
+        seq = [asin for _, _, asin in sorted(by_user[u])]
+        for asin in seq:
+            item2id.setdefault(asin, len(item2id))
+        inter[str(user2id[u])] = [item2id[a] for a in seq]
+
+    image_dir = Path(image_dir)
+    item_json = {}
+    for asin, iid in tqdm(item2id.items(), desc="images", unit=" items"):
+        fname = image_filename(asin)
+        has = is_readable_image(image_dir / fname)
+        stats["items_with_image" if has else "items_without_image"] += 1
+        item_json[str(iid)] = {**meta[asin], "image": fname if has else None}
+
+    out_dir = Path(out_dir)
+    out = lambda suffix: out_dir / f"{name}.{suffix}"  # noqa: E731
+    write_json(out("inter.json"), inter, indent=None)
+    write_json(out("item.json"), item_json)
+    _write_lines(out("item2id"), (f"{a}\t{i}" for a, i in item2id.items()))
+    _write_lines(out("user2id"), (f"{u}\t{i}" for u, i in user2id.items()))
+    _write_recbole(out_dir, name, inter, max_history)
+
+    lengths = sorted(len(s) for s in inter.values())
+    result = {
+        "category": name, "min_interactions": min_interactions,
+        "n_users": len(inter), "n_items": len(item2id), "n_interactions": sum(lengths),
+        "density": sum(lengths) / (len(inter) * len(item2id)),
+        "seq_len": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
+                    "mean": round(sum(lengths) / len(lengths), 3)},
+        "counts": dict(sorted(stats.items())),
+        "sources": {"meta": str(meta_path), "reviews": str(reviews_path), "images": str(image_dir)},
+    }
+    write_json(out("stats.json"), result)
+    log.info("%s: %d users, %d items, %d interactions (%s)", name, result["n_users"], result["n_items"],
+             result["n_interactions"], dict(stats))
+    return result
+
+
+def _write_lines(path: Path, lines) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line + "\n")
+
+
+def _write_recbole(out_dir: Path, name: str, inter: dict[str, list[int]], max_history: int) -> None:
+    """train: every prefix of the training part; valid: train part -> second last; test: all but last -> last."""
+    header = "user_id:token\titem_id_list:token_seq\titem_id:token"
+    rows: dict[str, list[str]] = {"train": [header], "valid": [header], "test": [header]}
+    for user, seq in inter.items():
+        train = seq[:-2]
+        for t in range(1, len(train)):
+            rows["train"].append(_row(user, train[:t][-max_history:], train[t]))
+        rows["valid"].append(_row(user, train[-max_history:], seq[-2]))
+        rows["test"].append(_row(user, seq[:-1][-max_history:], seq[-1]))
+    for split, lines in rows.items():
+        _write_lines(out_dir / f"{name}.{split}.inter", lines)
+
+
+def _row(user: str, history: list[int], target: int) -> str:
+    return f"{user}\t{' '.join(map(str, history))}\t{target}"
