@@ -44,9 +44,10 @@ def prepare_model(model_dir, index: dict[int, list[str]], all_tokens: list[str],
     model, processor = load_vlm(model_dir, device=device, dtype=dtype)
     n_base, new_ids = add_item_tokens(processor.tokenizer, all_tokens)
     resize_and_init(model, processor.tokenizer, n_base, seed=seed)
-    peft_model = get_peft_model(model, lora_config(new_ids, tied(model), r, alpha, dropout))
+    is_tied = tied(model)  # before wrapping: peft's token wrappers hide the weight identity
+    peft_model = get_peft_model(model, lora_config(new_ids, is_tied, r, alpha, dropout))
     meta = {"n_base_tokens": n_base, "new_token_ids": [new_ids[0], new_ids[-1] + 1], "n_new_tokens": len(new_ids),
-            "tied_embeddings": tied(model), "levels": len(next(iter(index.values()))), "item_tokens": all_tokens}
+            "tied_embeddings": is_tied, "levels": len(next(iter(index.values()))), "item_tokens": all_tokens}
     return peft_model, processor, meta
 
 
