@@ -8,7 +8,7 @@ import pandas as pd
 
 from mmgenrec.io import atomic_path, read_json, write_text
 
-METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10")
+METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 
 def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_path: str | Path) -> pd.DataFrame:
@@ -18,13 +18,15 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
         path = Path(path)
         data = read_json(path)
         category, method = path.parent.parent.name, path.parent.name
-        for metric in (*METRICS, "MRR@10", "invalid_beam_fraction", "n_users"):
+        for metric in (*METRICS, "invalid_beam_fraction", "n_users"):
             if metric in data:
                 rows.append({"category": category, "method": method, "metric": metric, "value": float(data[metric])})
     long = pd.DataFrame(rows, columns=["category", "method", "metric", "value"])
     with atomic_path(csv_path, suffix=".csv") as tmp:
         long.to_csv(tmp, index=False)
     wide = long[long.metric.isin(METRICS)].pivot_table(index=["category", "method"], columns="metric", values="value")
-    wide = wide.reindex(columns=[m for m in METRICS if m in wide.columns])
-    write_text(markdown_path, wide.to_markdown(floatfmt=".4f") + "\n")
+    wide = wide.reindex(columns=[m for m in METRICS if m in wide.columns]).reset_index()
+    users = long[long.metric == "n_users"].set_index(["category", "method"]).value.astype(int)
+    wide["users"] = [users.get((c, m), 0) for c, m in zip(wide.category, wide.method)]
+    write_text(markdown_path, wide.to_markdown(index=False, floatfmt=".4f") + "\n")
     return long

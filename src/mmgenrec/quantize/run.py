@@ -133,8 +133,13 @@ def quantize_file(npy_path: str | Path, index_path: str | Path, stats_path: str 
                   codebook_size: int, hidden: list[int], latent_dim: int, epochs: int, batch_size: int, lr: float,
                   weight_decay: float = 0.0, beta: float = 0.25, batch_norm: bool = False,
                   sinkhorn_last_level: bool = True, collision_policy: str = "nearest_free", seed: int = 0,
-                  device: str = "auto") -> dict:
-    """Train an RQ-VAE on the embeddings in ``npy_path``, write the item index and the stats; return the stats."""
+                  standardize: bool = False, device: str = "auto") -> dict:
+    """Train an RQ-VAE on the embeddings in ``npy_path``, write the item index and the stats; return the stats.
+
+    ``standardize`` z-scores every input dimension first (LC-Rec does not; hidden states of LLMs carry a large
+    shared offset and a few outlier dimensions, which otherwise dominate the reconstruction loss and let the
+    first levels collapse onto one code). ``reconstruction_mse`` is measured in the space the RQ-VAE saw.
+    """
     t0 = time.time()
     if collision_policy not in POLICIES:
         raise ValueError(f"collision_policy must be one of {POLICIES}, got {collision_policy!r}")
@@ -144,6 +149,8 @@ def quantize_file(npy_path: str | Path, index_path: str | Path, stats_path: str 
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
     x = load_embeddings(npy_path)
+    if standardize:
+        x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
     log.info("%s: %d items x %d dims; training on %s", npy_path, x.shape[0], x.shape[1], device)
     model, history = train_rqvae(
         x, levels=levels, codebook_size=codebook_size, hidden=hidden, latent_dim=latent_dim, epochs=epochs,
@@ -169,6 +176,7 @@ def quantize_file(npy_path: str | Path, index_path: str | Path, stats_path: str 
         "codebook_size": codebook_size,
         "collision_policy": collision_policy,
         "sinkhorn_last_level": sinkhorn_last_level,
+        "standardize": standardize,
         "collisions_before": before,
         "collisions_after": after,
         "per_level": level_usage(codes, codebook_size),

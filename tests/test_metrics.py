@@ -1,0 +1,76 @@
+import math
+
+import numpy as np
+import pytest
+
+from mmgenrec.evaluate.metrics import per_user_metrics, popularity_topk, rank_metrics, target_ranks
+
+KEYS = ["HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR"]
+
+
+def test_target_at_rank_0_2_6_12_and_absent():
+    topk = [
+        [7, 1, 2, 3, 4],                        # rank 0
+        [1, 2, 7, 3, 4],                        # rank 2
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],        # rank 6: in top 10, not top 5
+        list(range(20, 32)) + [7],              # rank 12: outside top 10, but counts for MRR
+        [1, 2, 3],                              # absent (short list)
+    ]
+    targets = [7] * 5
+    per_user = per_user_metrics(topk, targets, ks=(1, 5, 10), ndcg_ks=(5, 10))
+    assert list(per_user) == KEYS
+    np.testing.assert_array_equal(target_ranks(topk, targets), [0, 2, 6, 12, -1])
+    np.testing.assert_array_equal(per_user["HR@1"], [1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(per_user["HR@5"], [1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(per_user["HR@10"], [1, 1, 1, 0, 0])
+    np.testing.assert_allclose(per_user["NDCG@5"], [1.0, 0.5, 0, 0, 0])  # 1/log2(4) = 0.5
+    np.testing.assert_allclose(per_user["NDCG@10"], [1.0, 0.5, 1 / 3.0, 0, 0])  # 1/log2(8) = 1/3
+    np.testing.assert_allclose(per_user["MRR"], [1.0, 1 / 3, 1 / 7, 1 / 13, 0])
+
+    means = rank_metrics(topk, targets, ks=(1, 5, 10), ndcg_ks=(5, 10))
+    assert list(means) == KEYS
+    assert all(isinstance(v, float) for v in means.values())
+    assert means["HR@1"] == pytest.approx(0.2)
+    assert means["HR@5"] == pytest.approx(0.4)
+    assert means["HR@10"] == pytest.approx(0.6)
+    assert means["NDCG@5"] == pytest.approx(1.5 / 5)
+    assert means["NDCG@10"] == pytest.approx((1.5 + 1 / 3) / 5)
+    assert means["MRR"] == pytest.approx((1 + 1 / 3 + 1 / 7 + 1 / 13) / 5)
+
+
+def test_ndcg_formula_every_rank_and_first_occurrence():
+    for rank in range(10):
+        items = [100 + i for i in range(10)]
+        items[rank] = 5
+        m = rank_metrics([items + [5]], [5], ks=(10,), ndcg_ks=(10,))  # a duplicate later does not count
+        assert m["NDCG@10"] == pytest.approx(1 / math.log2(rank + 2))
+        assert m["MRR"] == pytest.approx(1 / (rank + 1))
+
+
+def test_numpy_input_and_custom_ks():
+    topk = np.array([[3, 4, 5], [5, 4, 3]])
+    m = rank_metrics(topk, np.array([5, 5]), ks=(2, 3), ndcg_ks=(3,))
+    assert list(m) == ["HR@2", "HR@3", "NDCG@3", "MRR"]
+    assert m["HR@2"] == 0.5 and m["HR@3"] == 1.0
+    assert m["NDCG@3"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_length_mismatch_and_bad_ks():
+    with pytest.raises(ValueError, match="2 ranked lists but 3 targets"):
+        rank_metrics([[1], [2]], [1, 2, 3])
+    with pytest.raises(ValueError):
+        per_user_metrics([[1]], [1, 2])
+    with pytest.raises(ValueError):
+        rank_metrics([[1]], [1], ks=(0,))
+    with pytest.raises(ValueError, match="no users"):
+        rank_metrics([], [])
+
+
+def test_popularity_order_and_ties():
+    train = [[3, 1, 3], [2, 1], [3, 4], [4, 0]]
+    # counts: 0:1, 1:2, 2:1, 3:3, 4:2, 5:0
+    assert popularity_topk(train, n_items=6, k=6) == [3, 1, 4, 0, 2, 5]
+    assert popularity_topk(train, n_items=6, k=3) == [3, 1, 4]
+    assert popularity_topk([], n_items=3, k=5) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        popularity_topk([[7]], n_items=3, k=2)
