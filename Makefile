@@ -30,7 +30,7 @@ dryrun: setup
 	$(BIN)/snakemake -n --configfile config/demo.yaml
 
 rulegraph: setup
-	$(BIN)/snakemake --rulegraph --configfile config/demo.yaml
+	$(BIN)/snakemake --rulegraph mermaid-js --configfile config/demo.yaml
 
 clean-results:
 	rm -rf results resources logs benchmarks/*/ .snakemake

@@ -10,11 +10,32 @@ wildcard_constraints:
     category="|".join(CATEGORIES),
 
 
+def canonical(obj):
+    """Dicts with sorted keys, recursively: Snakemake compares ``params`` by value *and order*, and reordering a
+    config file must not rerun anything."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def merged(section, category):
     """``config[section]`` with ``config['categories'][category][section]`` laid over it (one level deep)."""
     out = copy.deepcopy(config.get(section, {}))
     out.update(config["categories"][category].get(section, {}))
-    return out
+    return canonical(out)
+
+
+def model_runtime():
+    """How the model runs (device, dtype); the weights themselves are an input file, not a parameter."""
+    return {"device": config["model"]["device"], "dtype": config["model"]["dtype"]}
+
+
+def id_vocabulary(category):
+    """Levels and codebook size of the category's semantic IDs: what the finetuned tokenizer must contain."""
+    q = merged("quantize", category)
+    return {"levels": q["levels"], "codebook_size": q["codebook_size"]}
 
 
 def stage_params(section):

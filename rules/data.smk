@@ -8,7 +8,7 @@ rule synthesize_raw:
         images=directory("resources/raw/{category}/images"),
         stats="resources/raw/{category}/synthetic_stats.json",
     params:
-        synthetic=lambda wc: config["categories"][wc.category].get("synthetic", {}),
+        synthetic=lambda wc: canonical(config["categories"][wc.category].get("synthetic", {})),
     log:
         "logs/synthesize_raw/{category}.log",
     benchmark:

@@ -8,7 +8,7 @@ rule embed:
         meta="results/{category}/embed/qwen_mm.json",
     params:
         cfg=stage_params("embed"),
-        model=config["model"],
+        model=model_runtime(),
     threads: rule_resources("embed", "threads", 2)
     resources:
         gpu=rule_resources("embed", "gpu", 1),

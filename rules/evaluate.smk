@@ -10,7 +10,7 @@ rule evaluate_ours:
     params:
         cfg=stage_params("evaluate"),
         max_history=lambda wc: merged("finetune", wc.category)["max_history"],
-        model=config["model"],
+        model=model_runtime(),
     threads: rule_resources("evaluate", "threads", 2)
     resources:
         gpu=rule_resources("evaluate", "gpu", 1),

@@ -7,8 +7,8 @@ rule finetune:
         directory("results/{category}/ours/model"),
     params:
         cfg=stage_params("finetune"),
-        quantize=stage_params("quantize"),
-        model=config["model"],
+        quantize=lambda wc: id_vocabulary(wc.category),
+        model=model_runtime(),
     threads: rule_resources("finetune", "threads", 2)
     resources:
         gpu=rule_resources("finetune", "gpu", 1),

@@ -7,7 +7,7 @@ if config["model"]["build_tiny"]:
         output:
             directory(config["model"]["path"]),
         params:
-            tiny=config["model"].get("tiny", {}),
+            tiny=canonical(config["model"].get("tiny", {})),
         log:
             "logs/build_tiny_model/build.log",
         benchmark:

@@ -221,3 +221,19 @@ def test_real_amazon18_slices(shared_data, tmp_path):
     meta = read_meta(d / "meta_Magazine_Subscriptions.imageURL-variant.json.gz", c)
     assert c["meta_duplicate_asin"] > 0 and c["items_dropped_empty_title"] > 0  # broken '<span' titles
     assert all(m["title"] and "<span" not in m["title"] for m in meta.values())
+
+
+def test_atomic_outputs_have_normal_permissions_and_no_leftovers(tmp_path):
+    import os
+
+    from mmgenrec.io import atomic_path, write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "b.json") as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
