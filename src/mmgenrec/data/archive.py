@@ -1,0 +1,569 @@
+"""The original study's prepared data (LC-Rec-format folders): fetch, validate, import into our layout.
+
+A prepared folder holds, for a dataset ``<name>``::
+
+    <name>.inter.json             {"<user id>": [item ids, oldest first]}          (always required)
+    <name>.item.json              {"<item id>": {title, description, brand, categories, ...}}
+    <name>.item2id / .user2id     "<asin or user>\\t<id>" per line
+    <name>.item_enriched_v2.json  {"<item id>": {...enriched fields...}}           (optional)
+    <name>.{train,valid,test}.inter   RecBole splits                                 (optional)
+    images/                       item images                                        (optional)
+
+:func:`validate_prepared` checks such a folder and raises :class:`~mmgenrec.io.InputError` naming the file, the
+user / item / line and the field of the first violation. :func:`fetch_prepared_archive` downloads a zip or tar
+archive (Google Drive id or plain URL, through ``gdown``), unpacks it safely, validates it and only then moves it
+into place. :func:`import_local_prepared` turns a validated folder into exactly the files our ``prepare`` stage
+writes, so that every downstream rule runs on the study's own data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import posixpath
+import shutil
+import tarfile
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from mmgenrec.data.images import image_filename, is_readable_image
+from mmgenrec.data.prepare import _write_lines, _write_recbole
+from mmgenrec.io import InputError, atomic_dir, atomic_path, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+RECBOLE_HEADER = "user_id:token\titem_id_list:token_seq\titem_id:token"
+SPLITS = ("train.inter", "valid.inter", "test.inter")
+DEFAULT_OPTIONAL = ("user2id", "item_enriched_v2.json", "images") + SPLITS
+ITEM_FIELDS = ("title", "description", "brand", "categories")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+
+# --------------------------------------------------------------------------------------------- validation
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _int_key(path: Path, key, what: str) -> int:
+    if not isinstance(key, str) or not key.isascii() or not key.isdigit():
+        raise InputError(f"{path}: {what} key {key!r} is not a non-negative integer id")
+    return int(key)
+
+
+def _check_contiguous(path: Path, ids: set[int], what: str) -> None:
+    if ids != set(range(len(ids))):
+        gap = next(i for i in range(len(ids) + 1) if i not in ids)
+        raise InputError(f"{path}: {what} ids must be 0..{len(ids) - 1} without gaps; "
+                         f"{what} {gap} is missing (largest id {max(ids)})")
+
+
+def _read_id_map(path: Path, kind: str) -> dict[str, int]:
+    """``key\\tid`` lines -> {key: id}; malformed lines, repeated keys and repeated ids are errors."""
+    out: dict[str, int] = {}
+    seen: dict[int, int] = {}
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\n").rstrip("\r")
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 2 or not parts[0] or not parts[1].isdigit():
+                raise InputError(f"{path}: line {lineno}: expected '<{kind}>\\t<id>', got {line[:80]!r}")
+            key, iid = parts[0], int(parts[1])
+            if key in out:
+                raise InputError(f"{path}: line {lineno}: {kind} {key!r} repeated (first on line {first_line[key]})")
+            if iid in seen:
+                raise InputError(f"{path}: line {lineno}: id {iid} repeated (first on line {seen[iid]})")
+            out[key], seen[iid], first_line[key] = iid, lineno, lineno
+    return out
+
+
+def _plain_name(name) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
+
+
+def _check_split(path: Path, split: str, inter: dict[str, list[int]], n_items: int) -> int:
+    """Header, three fields per row, known users and items; valid/test rows must be the leave-one-out rows."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    if not lines or lines[0] != RECBOLE_HEADER:
+        raise InputError(f"{path}: line 1: expected the RecBole header {RECBOLE_HEADER!r}, "
+                         f"got {(lines[0] if lines else '')[:80]!r}")
+    users = set()
+    for lineno, line in enumerate(lines[1:], start=2):
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise InputError(f"{path}: line {lineno}: expected 3 tab-separated fields, got {len(parts)}")
+        user, hist, target = parts
+        if user not in inter:
+            raise InputError(f"{path}: line {lineno}: user {user!r} is not in inter.json")
+        try:
+            history = [int(x) for x in hist.split()]
+            target_id = int(target)
+        except ValueError:
+            raise InputError(f"{path}: line {lineno}: item ids must be integers ({line[:80]!r})") from None
+        bad = [i for i in history + [target_id] if not 0 <= i < n_items]
+        if bad:
+            raise InputError(f"{path}: line {lineno}: item {bad[0]} is not a known item id")
+        if split != "train.inter":
+            seq = inter[user]
+            k = -1 if split == "test.inter" else -2
+            if user in users:
+                raise InputError(f"{path}: line {lineno}: user {user} has a second row")
+            users.add(user)
+            if target_id != seq[k] or not history or history != seq[:k][-len(history):]:
+                raise InputError(f"{path}: line {lineno}: user {user}: row is not the leave-one-out "
+                                 f"{split.split('.')[0]} row of inter.json (target {target_id}, expected {seq[k]})")
+    if split != "train.inter" and len(users) != len(inter):
+        missing = next(u for u in inter if u not in users)
+        raise InputError(f"{path}: user {missing} of inter.json has no row")
+    return len(lines) - 1
+
+
+def validate_prepared(
+    folder: str | Path,
+    name: str,
+    *,
+    require: tuple[str, ...] = ("inter.json", "item.json", "item2id"),
+    optional: tuple[str, ...] = DEFAULT_OPTIONAL,
+    allow_empty_titles: bool = False,
+) -> dict:
+    """Check a prepared folder; return a report (counts, which optional parts are present).
+
+    ``require``: parts (file suffixes after ``<name>.``, or ``"images"``) that must be present; ``inter.json`` is
+    always required. ``optional``: parts checked and reported when present. Parts in neither are ignored.
+    ``allow_empty_titles``: real LC-Rec files contain a few items with an empty title (Office: 3 of 2,420);
+    by default that is an error, with ``True`` those items are listed in the report (``items_empty_title``).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder")
+    part = lambda p: folder / ("images" if p == "images" else f"{name}.{p}")  # noqa: E731
+    require = tuple(dict.fromkeys(("inter.json",) + tuple(require)))
+    for p in require:
+        if not part(p).exists():
+            found = ", ".join(sorted(x.name for x in folder.iterdir())) or "nothing"
+            raise InputError(f"{part(p)}: required file is missing (the folder holds: {found})")
+    present = {p: part(p).exists() for p in dict.fromkeys(require + tuple(optional))}
+    check = lambda p: present.get(p, False)  # noqa: E731
+
+    # inter.json: {user: [item ids]} with at least 3 items per user
+    ipath = part("inter.json")
+    inter = read_json(ipath)
+    if not isinstance(inter, dict) or not inter:
+        raise InputError(f"{ipath}: expected a non-empty JSON object {{user id: [item ids]}}")
+    item_ids: set[int] = set()
+    repeated_users = 0
+    first_user: dict[int, str] = {}
+    for user, seq in inter.items():
+        _int_key(ipath, user, "user")
+        if not isinstance(seq, list) or not all(_is_int(i) and i >= 0 for i in seq):
+            raise InputError(f"{ipath}: user {user}: expected a list of non-negative integer item ids")
+        if len(seq) < 3:
+            raise InputError(f"{ipath}: user {user}: {len(seq)} item(s); leave-one-out needs at least 3")
+        repeated_users += len(set(seq)) != len(seq)
+        for i in seq:
+            first_user.setdefault(i, user)
+        item_ids.update(seq)
+    _check_contiguous(ipath, item_ids, "item")
+    n_items = len(item_ids)
+    lengths = [len(s) for s in inter.values()]
+    user_ids = {int(u) for u in inter}
+    report: dict = {
+        "folder": str(folder), "name": name,
+        "n_users": len(inter), "n_items": n_items, "n_interactions": sum(lengths),
+        "seq_len": {"min": min(lengths), "max": max(lengths)},
+        "user_ids_contiguous": user_ids == set(range(len(user_ids))),
+        "users_with_repeated_items": repeated_users,
+        "present": present,
+    }
+    if repeated_users:
+        log.warning("%s: %d users hold an item more than once", ipath, repeated_users)
+
+    # item.json: the same ids (string keys), every value a record with a title
+    items = None
+    if check("item.json"):
+        jpath = part("item.json")
+        items = read_json(jpath)
+        if not isinstance(items, dict):
+            raise InputError(f"{jpath}: expected a JSON object {{item id: {{title, ...}}}}")
+        keys = {_int_key(jpath, k, "item") for k in items}
+        missing = sorted(item_ids - keys)
+        if missing:
+            i = missing[0]
+            raise InputError(f"{jpath}: item {i} (in inter.json, user {first_user[i]}) is missing "
+                             f"({len(missing)} item(s) missing)")
+        extra = sorted(keys - item_ids)
+        if extra:
+            raise InputError(f"{jpath}: item {extra[0]} is not in inter.json ({len(extra)} such item(s))")
+        if len(keys) != len(items):
+            raise InputError(f"{jpath}: an item id appears under two spellings (e.g. '01' and '1')")
+        empty = []
+        for key, rec in items.items():
+            if not isinstance(rec, dict):
+                raise InputError(f"{jpath}: item {key}: expected an object, got {type(rec).__name__}")
+            title = rec.get("title")
+            if title is not None and not isinstance(title, str):
+                raise InputError(f"{jpath}: item {key}: field 'title' is not a string")
+            if not (title or "").strip():
+                if not allow_empty_titles:
+                    raise InputError(f"{jpath}: item {key}: field 'title' is missing or empty")
+                empty.append(int(key))
+            if rec.get("image") is not None and not _plain_name(rec["image"]):
+                raise InputError(f"{jpath}: item {key}: field 'image' must be a plain file name, "
+                                 f"got {rec['image']!r}")
+        report["items_empty_title"] = sorted(empty)
+        if empty:
+            log.warning("%s: %d item(s) with an empty title: %s", jpath, len(empty), sorted(empty)[:10])
+
+    # item2id: asin\tid, the same id set, unique asins, consistent with item.json's asin when it has one
+    if check("item2id"):
+        mpath = part("item2id")
+        item2id = _read_id_map(mpath, "asin")
+        ids = set(item2id.values())
+        if ids != item_ids:
+            missing, extra = sorted(item_ids - ids), sorted(ids - item_ids)
+            if missing:
+                raise InputError(f"{mpath}: item {missing[0]} (in inter.json) has no line ({len(missing)} missing)")
+            raise InputError(f"{mpath}: item {extra[0]} is not in inter.json ({len(extra)} such id(s))")
+        if items is not None:
+            for asin, iid in item2id.items():
+                other = items[str(iid)].get("asin")
+                if other is not None and other != asin:
+                    raise InputError(f"{mpath}: item {iid}: asin {asin!r} differs from field 'asin' "
+                                     f"{other!r} in {part('item.json').name}")
+        report["item2id_lines"] = len(item2id)
+
+    if check("user2id"):
+        upath = part("user2id")
+        user2id = _read_id_map(upath, "user")
+        ids = set(user2id.values())
+        if ids != user_ids:
+            missing, extra = sorted(user_ids - ids), sorted(ids - user_ids)
+            if missing:
+                raise InputError(f"{upath}: user {missing[0]} (in inter.json) has no line ({len(missing)} missing)")
+            raise InputError(f"{upath}: user {extra[0]} is not in inter.json ({len(extra)} such id(s))")
+        report["user2id_lines"] = len(user2id)
+
+    if check("item_enriched_v2.json"):
+        epath = part("item_enriched_v2.json")
+        enriched = read_json(epath)
+        if not isinstance(enriched, dict):
+            raise InputError(f"{epath}: expected a JSON object {{item id: {{...}}}}")
+        for key, rec in enriched.items():
+            if _int_key(epath, key, "item") not in item_ids:
+                raise InputError(f"{epath}: item {key} is not in inter.json")
+            if not isinstance(rec, dict):
+                raise InputError(f"{epath}: item {key}: expected an object, got {type(rec).__name__}")
+        report["enriched_items"] = len(enriched)
+
+    if check("images"):
+        ipath_ = part("images")
+        if not ipath_.is_dir():
+            raise InputError(f"{ipath_}: expected a folder of images")
+        report["image_files"] = sum(1 for p in ipath_.iterdir() if p.is_file() and not p.name.startswith("."))
+        if items is not None:
+            named = [rec.get("image") for rec in items.values() if rec.get("image")]
+            report["items_image_file_missing"] = sum(not (ipath_ / n).is_file() for n in named)
+
+    report["split_rows"] = {}
+    for split in SPLITS:
+        if check(split):
+            report["split_rows"][split.split(".")[0]] = _check_split(part(split), split, inter, n_items)
+
+    known = {part(p).name for p in present}
+    report["other_files"] = sorted(p.name for p in folder.iterdir() if p.name not in known)
+    return report
+
+
+# --------------------------------------------------------------------------------------------- fetching
+
+
+def archive_format(path: str | Path) -> str:
+    """``zip``, ``gztar``, ``bztar``, ``xztar`` or ``tar``, from the first bytes (never from the name)."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "zip"
+    if head[:2] == b"\x1f\x8b":
+        return "gztar"
+    if head[:3] == b"BZh":
+        return "bztar"
+    if head[:6] == b"\xfd7zXZ\x00":
+        return "xztar"
+    if head[257:262] == b"ustar":
+        return "tar"
+    if head.lstrip()[:1] == b"<":
+        raise InputError(f"{path}: an HTML page, not an archive (a Google Drive quota, permission or "
+                         f"virus-scan page? {len(head)} bytes read: {head[:60]!r})")
+    raise InputError(f"{path}: not a zip or tar archive ({path.stat().st_size} bytes, first bytes {head[:16]!r})")
+
+
+def _unsafe(name: str) -> bool:
+    """Absolute paths (POSIX or Windows), drive letters and ``..`` components escape the extraction folder."""
+    if not name or name.startswith(("/", "\\")):
+        return True
+    win = PureWindowsPath(name)
+    if win.drive or win.root:
+        return True
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return ".." in parts
+
+
+def _check_members(path: Path, fmt: str) -> int:
+    """Reject the whole archive when any member could land outside the extraction folder."""
+    try:
+        if fmt == "zip":
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+                bad = next((n for n in names if _unsafe(n)), None)
+                if bad is not None:
+                    raise InputError(f"{path}: archive member {bad!r} has an absolute path or '..'; refusing it")
+                broken = zf.testzip()
+                if broken is not None:
+                    raise InputError(f"{path}: archive member {broken!r} is corrupt (CRC mismatch)")
+                return len(names)
+        with tarfile.open(path) as tf:
+            members = tf.getmembers()
+            for m in members:
+                if _unsafe(m.name):
+                    raise InputError(f"{path}: archive member {m.name!r} has an absolute path or '..'; refusing it")
+                target = m.linkname if m.islnk() else posixpath.join(posixpath.dirname(m.name), m.linkname)
+                if (m.issym() or m.islnk()) and (m.linkname.startswith("/") or _unsafe(posixpath.normpath(target))):
+                    raise InputError(f"{path}: archive member {m.name!r} links outside the archive "
+                                     f"({m.linkname!r}); refusing it")
+            return len(members)
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as e:
+        raise InputError(f"{path}: corrupt or truncated {fmt} archive ({type(e).__name__}: {e})") from None
+
+
+def unpack_safely(path: str | Path, extract_dir: str | Path) -> str:
+    """Unpack a zip or tar archive (format from its magic bytes) after checking every member's path."""
+    path, extract_dir = Path(path), Path(extract_dir)
+    fmt = archive_format(path)
+    _check_members(path, fmt)
+    try:
+        if fmt == "zip":
+            shutil.unpack_archive(path, extract_dir, format="zip")
+        else:
+            shutil.unpack_archive(path, extract_dir, format=fmt, filter="data")
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot unpack the {fmt} archive ({type(e).__name__}: {e})") from None
+    return fmt
+
+
+def find_prepared(root: str | Path, name: str) -> Path:
+    """The one folder under ``root`` that holds ``<name>.inter.json`` (archives often add a top-level folder)."""
+    root = Path(root)
+    hits = sorted(p.parent for p in root.rglob(f"{name}.inter.json")
+                  if p.is_file() and "__MACOSX" not in p.relative_to(root).parts)
+    if not hits:
+        top = ", ".join(sorted(p.name for p in root.iterdir())) or "nothing"
+        raise InputError(f"the archive holds no {name}.inter.json (top level: {top}); wrong archive or name?")
+    if len(hits) > 1:
+        rel = ", ".join(str(h.relative_to(root)) for h in hits)
+        raise InputError(f"the archive holds {name}.inter.json in {len(hits)} folders ({rel}); expected one")
+    return hits[0]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch_prepared_archive(
+    dest_dir: str | Path,
+    *,
+    gdrive_id: str | None = None,
+    url: str | None = None,
+    name: str = "Instruments",
+    require: tuple[str, ...] = ("inter.json", "item.json", "item2id"),
+    allow_empty_titles: bool = False,
+) -> dict:
+    """Download (``gdown``) a zip / tar archive, unpack it safely, validate it, then move it onto ``dest_dir``.
+
+    Everything happens in a temporary folder next to ``dest_dir``; on any error that folder is removed and
+    ``dest_dir`` is left as it was (not created when it did not exist). Returns the validation report plus
+    ``source``, ``archive_format``, ``archive_bytes``, ``archive_sha256`` and ``dest``.
+    """
+    import gdown
+
+    if (gdrive_id is None) == (url is None):
+        raise ValueError("give exactly one of gdrive_id= or url=")
+    source = f"gdrive:{gdrive_id}" if gdrive_id is not None else url
+    dest_dir = Path(dest_dir)
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=dest_dir.parent, prefix=f".{dest_dir.name}.fetch."))
+    try:
+        archive = work / "archive"
+        try:
+            got = gdown.download(**({"id": gdrive_id} if gdrive_id is not None else {"url": url}),
+                                 output=str(archive), quiet=False)
+        except Exception as e:  # gdown and requests raise many types; all mean "no archive"
+            raise InputError(f"{source}: download failed ({type(e).__name__}: {e})") from None
+        if not got or not archive.is_file():
+            raise InputError(f"{source}: download failed (gdown returned {got!r})")
+        if archive.stat().st_size == 0:
+            raise InputError(f"{source}: the download is empty")
+        unpacked = work / "unpacked"
+        unpacked.mkdir()
+        try:
+            fmt = unpack_safely(archive, unpacked)
+            found = find_prepared(unpacked, name)
+            report = validate_prepared(found, name, require=require, allow_empty_titles=allow_empty_titles)
+        except InputError as e:
+            raise InputError(f"{source}: {e}") from None
+        report.update(source=source, archive_format=fmt, archive_bytes=archive.stat().st_size,
+                      archive_sha256=_sha256(archive), dest=str(dest_dir))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(found, 0o777 & ~mask)  # mkdtemp makes 0700 when the archive had no top-level folder
+        if dest_dir.exists():
+            shutil.rmtree(dest_dir)
+        os.replace(found, dest_dir)
+        report["folder"] = str(dest_dir)
+        log.info("%s -> %s: %d users, %d items", source, dest_dir, report["n_users"], report["n_items"])
+        return report
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------- import
+
+
+def _text(value, sep: str = " ") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return sep.join(t for t in (_text(v, sep) for v in value) if t)
+    return str(value)
+
+
+def _find_image(images: Path | None, rec: dict, asin: str | None, iid: str) -> Path | None:
+    """The item's image in the source ``images/`` folder, first readable of: the record's own ``image`` name,
+    ``<asin>.jpg|.jpeg|.png|.webp`` (asins that are safe file names), ``<item id>.<same extensions>``."""
+    if images is None:
+        return None
+    candidates = []
+    if _plain_name(rec.get("image")):
+        candidates.append(rec["image"])
+    stems = [s for s in (asin, iid) if s is not None and image_filename(s) == f"{s}.jpg"]
+    candidates += [f"{stem}{ext}" for stem in stems for ext in IMAGE_EXTENSIONS]
+    for cand in candidates:
+        if is_readable_image(images / cand):
+            return images / cand
+    return None
+
+
+def _copy_file(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def import_local_prepared(
+    src_folder: str | Path,
+    out_dir: str | Path,
+    name: str,
+    *,
+    require: tuple[str, ...] = ("inter.json", "item.json"),
+    allow_empty_titles: bool = False,
+    max_history: int = 50,
+) -> dict:
+    """Validate ``src_folder`` and write our prepared files for ``name`` into ``out_dir``.
+
+    Written: ``<name>.inter.json`` (compact, as ``prepare`` writes it), ``<name>.item.json`` with the keys
+    ``title, description, brand, categories, asin, image`` (``asin`` from ``item2id``, or the record's own, else
+    null; ``image`` see :func:`_find_image`, linked into ``out_dir/images``, else null; other fields of the
+    source records are dropped and listed in the stats), ``<name>.item2id`` / ``.user2id`` /
+    ``.item_enriched_v2.json`` when the source has them (an LC-Rec folder without ``item2id`` gets none: the
+    asins are unknown and nothing is made up), the RecBole splits copied when the source has all three (they are
+    checked against inter.json) or else written by the ``prepare`` writer, and ``<name>.stats.json`` (copied
+    when the source has one, else ours). Returns the stats.
+    """
+    src_folder, out_dir = Path(src_folder), Path(out_dir)
+    report = validate_prepared(src_folder, name, require=require, allow_empty_titles=allow_empty_titles)
+    if not report["present"].get("item.json"):
+        raise InputError(f"{src_folder / f'{name}.item.json'}: required to import (the item text)")
+    src = lambda suffix: src_folder / f"{name}.{suffix}"  # noqa: E731
+    out = lambda suffix: out_dir / f"{name}.{suffix}"  # noqa: E731
+    inter = read_json(src("inter.json"))
+    items = read_json(src("item.json"))
+    has_item2id = src("item2id").is_file()
+    id2asin = {i: a for a, i in _read_id_map(src("item2id"), "asin").items()} if has_item2id else {}
+    images = src_folder / "images" if (src_folder / "images").is_dir() else None
+
+    counts = {"items_with_image": 0, "items_without_image": 0, "items_without_asin": 0,
+              "items_empty_title": len(report.get("items_empty_title", []))}
+    dropped_fields: set[str] = set()
+    item_json = {}
+    with atomic_dir(out_dir / "images") as img_tmp:
+        for iid in sorted(items, key=int):
+            rec = items[iid]
+            asin = id2asin.get(int(iid), rec.get("asin"))
+            asin = asin if isinstance(asin, str) and asin else None
+            counts["items_without_asin"] += asin is None
+            found = _find_image(images, rec, asin, iid)
+            if found is not None and not (img_tmp / found.name).exists():
+                try:
+                    os.link(found, img_tmp / found.name)
+                except OSError:
+                    shutil.copyfile(found, img_tmp / found.name)
+            counts["items_with_image" if found is not None else "items_without_image"] += 1
+            dropped_fields.update(k for k in rec if k not in ITEM_FIELDS + ("asin", "image"))
+            item_json[iid] = {
+                "title": _text(rec.get("title")), "description": _text(rec.get("description")),
+                "brand": _text(rec.get("brand")), "categories": _text(rec.get("categories"), ", "),
+                "asin": asin, "image": found.name if found is not None else None,
+            }
+
+    write_json(out("inter.json"), inter, indent=None)
+    write_json(out("item.json"), item_json)
+    if has_item2id:
+        _write_lines(out("item2id"), (f"{id2asin[i]}\t{i}" for i in sorted(id2asin)))
+    if src("user2id").is_file():
+        user2id = _read_id_map(src("user2id"), "user")
+        _write_lines(out("user2id"), (f"{u}\t{i}" for u, i in sorted(user2id.items(), key=lambda x: x[1])))
+    if src("item_enriched_v2.json").is_file():
+        _copy_file(src("item_enriched_v2.json"), out("item_enriched_v2.json"))
+    splits_present = all(src(s).is_file() for s in SPLITS)
+    if splits_present:
+        for s in SPLITS:
+            if not report["present"].get(s):  # not validated yet (caller passed its own optional=)
+                _check_split(src(s), s, inter, report["n_items"])
+            _copy_file(src(s), out(s))
+    else:
+        _write_recbole(out_dir, name, inter, max_history)
+
+    lengths = sorted(len(s) for s in inter.values())
+    result = {
+        "category": name, "min_interactions": lengths[0],
+        "n_users": len(inter), "n_items": report["n_items"], "n_interactions": sum(lengths),
+        "density": sum(lengths) / (len(inter) * report["n_items"]),
+        "seq_len": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
+                    "mean": round(sum(lengths) / len(lengths), 3)},
+        "counts": dict(sorted(counts.items())),
+        "sources": {"prepared": str(src_folder)},
+        "imported": {"item2id": has_item2id, "user2id": src("user2id").is_file(),
+                     "enriched": src("item_enriched_v2.json").is_file(),
+                     "recbole": "copied" if splits_present else "written",
+                     "item_fields_dropped": sorted(dropped_fields),
+                     "other_files_not_imported": report["other_files"]},
+    }
+    if src("stats.json").is_file():
+        _copy_file(src("stats.json"), out("stats.json"))
+    else:
+        write_json(out("stats.json"), result)
+    log.info("imported %s from %s: %d users, %d items", name, src_folder, result["n_users"], result["n_items"])
+    return result
