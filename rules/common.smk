@@ -47,15 +47,57 @@ def rule_resources(rule_name, key, default):
     return config.get("resources", {}).get(rule_name, {}).get(key, default)
 
 
+def source_of(category):
+    return config["categories"][category]["source"]
+
+
+def amazon_dir(category):
+    return f"resources/amazon18/{category}"
+
+
 def raw_files(wildcards):
-    """The raw Amazon-format files of a category: generated (synthetic) or an existing folder (local)."""
-    cat = config["categories"][wildcards.category]
-    root = Path(cat["raw_dir"]) if cat["source"] == "local" else Path(f"resources/raw/{wildcards.category}")
+    """The inputs ``prepare`` reads for a category, by its source (see ``mmgenrec.data.sources``)."""
+    cat = wildcards.category
+    cfg = config["categories"][cat]
+    source = cfg["source"]
+    if source == "synthetic":
+        root = Path(f"resources/raw/{cat}")
+        return {"meta": str(root / f"meta_{cat}.json.gz"), "reviews": str(root / f"{cat}_5.json.gz"),
+                "images": str(root / "images")}
+    if source == "local":
+        root = Path(cfg["raw_dir"])
+        files = {"meta": str(root / f"meta_{cat}.json.gz"), "reviews": str(root / f"{cat}_5.json.gz")}
+        if (root / "images").is_dir():
+            files["images"] = str(root / "images")
+        return files
+    if source == "download":
+        root = amazon_dir(cat)
+        files = {"meta": f"{root}/meta_{cat}.json.gz", "reviews": f"{root}/{cat}_5.json.gz",
+                 "raw_done": f"{root}/raw.done"}
+        if config.get("download", {}).get("images", {}).get("enabled", True):
+            files["images_done"] = f"{root}/images.done"
+        return files
+    if source == "hm":
+        root = Path(cfg["raw_dir"])
+        return {key: str(root / name) for key, name in
+                (("articles", "articles.csv"), ("customers", "customers.csv"),
+                 ("transactions", "transactions_train.csv"))}
+    if source == "prepared":
+        return {"folder": cfg.get("prepared_dir") or f"resources/prepared/{cat}"}
+    raise ValueError(f"category {cat}: unknown source {source!r}")
+
+
+def raw_image_dir(wildcards):
+    """Where the category's raw images are (a folder that may be missing: items then have no image)."""
+    cat = wildcards.category
+    cfg = config["categories"][cat]
     return {
-        "meta": str(root / f"meta_{wildcards.category}.json.gz"),
-        "reviews": str(root / f"{wildcards.category}_5.json.gz"),
-        "images": str(root / "images"),
-    }
+        "synthetic": f"resources/raw/{cat}/images",
+        "local": str(Path(cfg.get("raw_dir", "")) / "images"),
+        "download": f"{amazon_dir(cat)}/images",
+        "hm": str(Path(cfg.get("raw_dir", "")) / "images"),
+        "prepared": str(Path(cfg.get("prepared_dir") or f"resources/prepared/{cat}") / "images"),
+    }[cfg["source"]]
 
 
 def base_model():

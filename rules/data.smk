@@ -1,4 +1,4 @@
-# Raw data (synthetic in the demo) and preparation into LC-Rec-style files.
+# Raw data (synthetic, downloaded, local, H&M, or an already prepared folder) and its preparation.
 
 
 rule synthesize_raw:
@@ -17,6 +17,60 @@ rule synthesize_raw:
         "../workflow/scripts/synthesize_raw.py"
 
 
+rule download_raw:
+    output:
+        meta="resources/amazon18/{category}/meta_{category}.json.gz",
+        reviews="resources/amazon18/{category}/{category}_5.json.gz",
+        done="resources/amazon18/{category}/raw.done",
+    params:
+        cfg=lambda wc: canonical({k: v for k, v in config.get("download", {}).items() if k != "images"}),
+    retries: 2
+    resources:
+        runtime=rule_resources("download", "runtime", 240),
+    log:
+        "logs/download_raw/{category}.log",
+    benchmark:
+        "benchmarks/download_raw/{category}.tsv"
+    script:
+        "../workflow/scripts/download_raw.py"
+
+
+rule fetch_images:
+    input:
+        meta="resources/amazon18/{category}/meta_{category}.json.gz",
+        reviews="resources/amazon18/{category}/{category}_5.json.gz",
+    output:
+        done="resources/amazon18/{category}/images.done",
+    params:
+        image_dir=lambda wc: f"{amazon_dir(wc.category)}/images",  # a cache, not an output: reruns keep it
+        cfg=lambda wc: canonical({k: v for k, v in config.get("download", {}).get("images", {}).items()
+                                  if k != "enabled"}),
+    threads: rule_resources("fetch_images", "threads", 8)
+    resources:
+        runtime=rule_resources("fetch_images", "runtime", 600),
+    log:
+        "logs/fetch_images/{category}.log",
+    benchmark:
+        "benchmarks/fetch_images/{category}.tsv"
+    script:
+        "../workflow/scripts/fetch_images.py"
+
+
+rule fetch_prepared:
+    output:
+        folder=directory("resources/prepared/{category}"),
+    params:
+        gdrive_id=lambda wc: config["categories"][wc.category].get("gdrive_id"),
+        url=lambda wc: config["categories"][wc.category].get("url"),
+        name=lambda wc: wc.category,  # the archive's files are <category>.inter.json, ...
+    log:
+        "logs/fetch_prepared/{category}.log",
+    benchmark:
+        "benchmarks/fetch_prepared/{category}.tsv"
+    script:
+        "../workflow/scripts/fetch_prepared.py"
+
+
 rule prepare:
     input:
         unpack(raw_files),
@@ -29,7 +83,10 @@ rule prepare:
         valid=prepared("{category}", "valid.inter"),
         test=prepared("{category}", "test.inter"),
         stats=prepared("{category}", "stats.json"),
+        images=directory("results/{category}/prepared/images"),
     params:
+        source=lambda wc: source_of(wc.category),
+        image_dir=raw_image_dir,
         cfg=stage_params("prepare"),
     log:
         "logs/prepare/{category}.log",

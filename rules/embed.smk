@@ -2,7 +2,7 @@ rule embed:
     input:
         model=base_model(),
         item=prepared("{category}", "item.json"),
-        images=lambda wc: raw_files(wc)["images"],
+        images="results/{category}/prepared/images",
     output:
         npy="results/{category}/embed/qwen_mm.npy",
         meta="results/{category}/embed/qwen_mm.json",

@@ -42,7 +42,8 @@ rule evaluate_popularity:
 
 rule summary:
     input:
-        expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES, method=METHODS),
+        metrics=expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES, method=METHODS),
+        data=[prepared(cat, "stats.json") for cat in CATEGORIES],
     output:
         csv="results/summary.csv",
         md="results/summary.md",

@@ -14,3 +14,19 @@ if config["model"]["build_tiny"]:
             "benchmarks/build_tiny_model/build.tsv"
         script:
             "../workflow/scripts/build_tiny_model.py"
+
+elif config["model"].get("hf_repo"):
+
+    rule download_model:
+        output:
+            directory(config["model"]["path"]),
+        params:
+            repo=config["model"]["hf_repo"],
+            revision=config["model"].get("revision"),
+        retries: 2
+        log:
+            "logs/download_model/download.log",
+        benchmark:
+            "benchmarks/download_model/download.tsv"
+        script:
+            "../workflow/scripts/download_model.py"

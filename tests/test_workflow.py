@@ -122,7 +122,7 @@ def test_outputs_and_metrics(run):
     value = summary.query("category == 'demo_music' and method == 'ours' and metric == 'HR@10'").value.item()
     assert value == pytest.approx(rows[("demo_music", "ours")]["HR@10"])
     md = (workdir / "results" / "summary.md").read_text()
-    assert "| demo_music | ours" in md
+    assert "| demo_music | ours" in md and "## Data after filtering" in md
     for rule in ("prepare", "embed", "quantize", "finetune", "evaluate_ours"):
         assert (workdir / "benchmarks" / rule / "demo_music.tsv").is_file()
         assert (workdir / "logs" / rule / "demo_music.log").is_file()
@@ -223,11 +223,15 @@ def test_config_schema_errors_are_clear(tmp_path, edit, message):
     assert "validation" in (proc.stdout + proc.stderr).lower() or "schema" in (proc.stdout + proc.stderr).lower()
 
 
-def test_real_study_config_validates_and_asks_for_its_raw_files(tmp_path):
-    """The real config passes the schema; with ``source: local`` and no raw folder, the dry-run names what is
-    missing (raw files, model weights: the data-acquisition issue adds the rules that fetch them)."""
-    proc = smk(tmp_path, "-n", config=REPO / "config" / "config.yaml", check=False)
-    text = proc.stdout + proc.stderr
-    assert "validation" not in text.lower(), text[-3000:]
-    assert proc.returncode != 0 and "Missing input files" in text
-    assert "category=Musical_Instruments" in text
+def test_real_study_config_dry_runs_fast_without_network(tmp_path):
+    """Nine categories, every rule: the graph builds from the config alone (downloads are jobs, not look-ups)."""
+    import time as _time
+
+    t0 = _time.monotonic()
+    proc = smk(tmp_path, "-n", config=REPO / "config" / "config.yaml")
+    seconds = _time.monotonic() - t0
+    jobs = planned_jobs(tmp_path, REPO / "config" / "config.yaml")
+    assert len(jobs["download_raw"]) == len(jobs["prepare"]) == len(jobs["evaluate_ours"]) == 9
+    assert "download_model" in jobs
+    assert "Musical_Instruments" in jobs["fetch_images"]
+    assert seconds < 60, proc.stdout[-500:]  # a few seconds in practice; generous for a loaded CI machine

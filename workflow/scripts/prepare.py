@@ -1,11 +1,11 @@
-"""Snakemake adapter: raw Amazon-format files -> 5-core, chronological leave-one-out, LC-Rec-style files."""
+"""Snakemake adapter: a category's source data -> 5-core, chronological leave-one-out, LC-Rec-style files."""
 from pathlib import Path
 
 from mmgenrec import logs
-from mmgenrec.data.prepare import prepare_category
+from mmgenrec.data.sources import prepare_source
 
 logs.setup(snakemake.log[0])
-prepare_category(
-    snakemake.input.meta, snakemake.input.reviews, snakemake.input.images,
-    Path(snakemake.output.inter).parent, snakemake.wildcards.category, **snakemake.params.cfg,
+prepare_source(
+    snakemake.params.source, dict(snakemake.input.items()), Path(snakemake.output.inter).parent,
+    snakemake.wildcards.category, image_dir=snakemake.params.image_dir, **snakemake.params.cfg,
 )

@@ -3,4 +3,4 @@ from mmgenrec import logs
 from mmgenrec.evaluate.summary import summarize
 
 logs.setup(snakemake.log[0])
-summarize(snakemake.input, snakemake.output.csv, snakemake.output.md)
+summarize(snakemake.input.metrics, snakemake.output.csv, snakemake.output.md, data_stats=snakemake.input.data)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -61,3 +63,11 @@ def is_readable_image(path: str | Path) -> bool:
         return True
     except Exception:  # PIL raises many types for corrupt files
         return False
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link ``src`` to ``dst`` (no extra space); copy where linking is not possible."""
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or hard links not permitted
+        shutil.copyfile(src, dst)

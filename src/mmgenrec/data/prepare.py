@@ -7,6 +7,7 @@ Outputs in ``out_dir`` (``<name>`` = the category)::
     <name>.item2id       "<asin>\\t<item id>" per line;  <name>.user2id likewise for reviewerID
     <name>.{train,valid,test}.inter   RecBole sequential format (user, history, target), as LC-Rec ships
     <name>.stats.json    what was read, dropped and kept, and why
+    images/              the kept items' images (hard links to the raw images where possible)
 
 Rules (each counted in the stats): metadata lines with a repeated asin keep the first
 line that has a usable title; titles are cleaned of HTML
@@ -27,8 +28,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mmgenrec.data.images import image_filename, is_readable_image
-from mmgenrec.io import InputError, atomic_path, iter_json_lines, write_json
+from mmgenrec.data.images import image_filename, is_readable_image, link_or_copy
+from mmgenrec.io import InputError, atomic_dir, atomic_path, iter_json_lines, write_json
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +171,17 @@ def prepare_category(
         inter[str(user2id[u])] = [item2id[a] for a in seq]
 
     image_dir = Path(image_dir)
-    item_json = {}
-    for asin, iid in tqdm(item2id.items(), desc="images", unit=" items"):
-        fname = image_filename(asin)
-        has = is_readable_image(image_dir / fname)
-        stats["items_with_image" if has else "items_without_image"] += 1
-        item_json[str(iid)] = {**meta[asin], "image": fname if has else None}
-
     out_dir = Path(out_dir)
+    item_json = {}
+    with atomic_dir(out_dir / "images") as images_out:  # the category's images, next to its item.json
+        for asin, iid in tqdm(item2id.items(), desc="images", unit=" items"):
+            fname = image_filename(asin)
+            has = is_readable_image(image_dir / fname)
+            if has:
+                link_or_copy(image_dir / fname, images_out / fname)
+            stats["items_with_image" if has else "items_without_image"] += 1
+            item_json[str(iid)] = {**meta[asin], "image": fname if has else None}
+
     out = lambda suffix: out_dir / f"{name}.{suffix}"  # noqa: E731
     write_json(out("inter.json"), inter, indent=None)
     write_json(out("item.json"), item_json)

@@ -11,8 +11,25 @@ from mmgenrec.io import atomic_path, read_json, write_text
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 
-def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_path: str | Path) -> pd.DataFrame:
-    """Each file is ``results/<category>/<method>/seqrec_metrics.json``; the path names category and method."""
+def data_table(stats_files: list[str | Path]) -> pd.DataFrame:
+    """One row per category from the prepare stage's ``stats.json``: what the data is after filtering."""
+    rows = []
+    for path in stats_files:
+        s = read_json(path)
+        c = s.get("counts", {})
+        with_image = c.get("items_with_image", 0)
+        rows.append({
+            "category": s.get("category", Path(path).parent.parent.name), "users": s["n_users"], "items": s["n_items"],
+            "interactions": s["n_interactions"], "sparsity": 1 - s["density"],
+            "mean seq len": s["seq_len"]["mean"], "image coverage": with_image / max(s["n_items"], 1),
+        })
+    return pd.DataFrame(rows)
+
+
+def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_path: str | Path, *,
+              data_stats: list[str | Path] = ()) -> pd.DataFrame:
+    """Each file is ``results/<category>/<method>/seqrec_metrics.json``; the path names category and method.
+    ``data_stats`` (the prepared ``stats.json`` files) add a data section to the Markdown."""
     rows = []
     for path in metric_files:
         path = Path(path)
@@ -28,5 +45,9 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
     wide = wide.reindex(columns=[m for m in METRICS if m in wide.columns]).reset_index()
     users = long[long.metric == "n_users"].set_index(["category", "method"]).value.astype(int)
     wide["users"] = [users.get((c, m), 0) for c, m in zip(wide.category, wide.method)]
-    write_text(markdown_path, wide.to_markdown(index=False, floatfmt=".4f") + "\n")
+    text = "## Sequential recommendation (test split)\n\n" + wide.to_markdown(index=False, floatfmt=".4f") + "\n"
+    if data_stats:
+        data = data_table(data_stats)
+        text += "\n## Data after filtering\n\n" + data.to_markdown(index=False, floatfmt=(".4f")) + "\n"
+    write_text(markdown_path, text)
     return long

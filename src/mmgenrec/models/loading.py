@@ -68,3 +68,18 @@ def load_finetuned(base_dir: str | Path, adapter_dir: str | Path, *, device: str
         model = model.merge_and_unload()
     model.eval()
     return model, processor, meta
+
+
+def download_snapshot(repo_id: str, out_dir: str | Path, *, revision: str | None = None) -> Path:
+    """Fetch ``repo_id`` from the Hugging Face Hub into ``out_dir`` (``huggingface_hub.snapshot_download``, which
+    resumes interrupted files); the folder appears under its final name only when complete."""
+    from huggingface_hub import snapshot_download
+
+    from mmgenrec.io import atomic_dir
+
+    out_dir = Path(out_dir)
+    cache = out_dir.parent / f".{out_dir.name}.hf-cache"  # kept across failed attempts: a rerun resumes
+    with atomic_dir(out_dir) as tmp:
+        snapshot_download(repo_id, revision=revision, local_dir=str(tmp), cache_dir=str(cache))
+    log.info("downloaded %s@%s -> %s", repo_id, revision or "main", out_dir)
+    return out_dir
