@@ -208,8 +208,9 @@ def test_real_amazon18_slices(shared_data, tmp_path):
     d = shared_data / "amazon18"
     stats = prepare_category(d / "meta_Gift_Cards.json.gz", d / "Gift_Cards_5.json.gz", tmp_path / "none",
                              tmp_path, "Gift_Cards")
-    assert stats["n_users"] > 100 and stats["n_items"] > 50
-    assert stats["counts"]["review_lines"] == 2972
+    # the published file: 2,972 reviews, 7 repeated (user, item) pairs; 5-core keeps 453 users x 147 items
+    assert stats["counts"]["review_lines"] == 2972 and stats["counts"]["reviews_dropped_repeat"] == 7
+    assert (stats["n_users"], stats["n_items"], stats["n_interactions"]) == (453, 147, 2941)
     items = json.loads((tmp_path / "Gift_Cards.item.json").read_text())
     assert all(it["title"] and "<" not in it["title"] for it in items.values())
     assert all(it["image"] is None for it in items.values())
