@@ -83,8 +83,8 @@ def test_hm_files_match_amazon_format(hm_prepared, tmp_path):
     generate_category(amazon / "raw", "Demo", n_groups=3, items_per_group=8, n_users=60, seed=1)
     a_stats = prepare_category(amazon / "raw" / "meta_Demo.json.gz", amazon / "raw" / "Demo_5.json.gz",
                                amazon / "raw" / "images", amazon / "p", "Demo")
-    assert sorted(p.name.removeprefix("HM.") for p in out.iterdir() if p.is_file()) == \
-        sorted(p.name.removeprefix("Demo.") for p in (amazon / "p").iterdir())
+    assert sorted(p.name.removeprefix("HM.") for p in out.iterdir()) == \
+        sorted(p.name.removeprefix("Demo.") for p in (amazon / "p").iterdir())  # files and images/
     assert set(a_stats) <= set(stats) and set(stats["seq_len"]) == set(a_stats["seq_len"])
     hm_items = json.loads((out / "HM.item.json").read_text())
     demo_items = json.loads((amazon / "p" / "Demo.item.json").read_text())
