@@ -18,7 +18,6 @@ writes, so that every downstream rule runs on the study's own data.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import posixpath
@@ -29,7 +28,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from mmgenrec.data.images import image_filename, is_readable_image
+from mmgenrec.data.download import sha256_file
+from mmgenrec.data.images import image_filename, is_readable_image, link_or_copy
 from mmgenrec.data.prepare import _write_lines, _write_recbole
 from mmgenrec.io import InputError, atomic_dir, atomic_path, read_json, write_json
 
@@ -375,14 +375,6 @@ def find_prepared(root: str | Path, name: str) -> Path:
     return hits[0]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def fetch_prepared_archive(
     dest_dir: str | Path,
     *,
@@ -426,7 +418,7 @@ def fetch_prepared_archive(
         except InputError as e:
             raise InputError(f"{source}: {e}") from None
         report.update(source=source, archive_format=fmt, archive_bytes=archive.stat().st_size,
-                      archive_sha256=_sha256(archive), dest=str(dest_dir))
+                      archive_sha256=sha256_file(archive), dest=str(dest_dir))
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(found, 0o777 & ~mask)  # mkdtemp makes 0700 when the archive had no top-level folder
@@ -516,10 +508,7 @@ def import_local_prepared(
             counts["items_without_asin"] += asin is None
             found = _find_image(images, rec, asin, iid)
             if found is not None and not (img_tmp / found.name).exists():
-                try:
-                    os.link(found, img_tmp / found.name)
-                except OSError:
-                    shutil.copyfile(found, img_tmp / found.name)
+                link_or_copy(found, img_tmp / found.name)
             counts["items_with_image" if found is not None else "items_without_image"] += 1
             dropped_fields.update(k for k in rec if k not in ITEM_FIELDS + ("asin", "image"))
             item_json[iid] = {

@@ -31,8 +31,6 @@ most recent) because LC-Rec sequences hold each item once; then the iterative k-
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -40,7 +38,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mmgenrec.data.images import image_filename, is_readable_image
+from mmgenrec.data.images import image_filename, is_readable_image, link_or_copy
 from mmgenrec.data.prepare import _write_lines, _write_recbole, clean_categories, clean_text, k_core
 from mmgenrec.io import InputError, atomic_dir, write_json
 
@@ -188,13 +186,6 @@ def _source_image(image_root: Path, aid: str) -> Path | None:
     return image_root / aid[:3] / f"{aid}.jpg"
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system, or a file we may not hard-link (protected_hardlinks)
-        shutil.copyfile(src, dst)
-
-
 def prepare_hm(
     articles_csv: str | Path,
     customers_csv: str | Path | None,
@@ -244,7 +235,7 @@ def prepare_hm(
             src = _source_image(image_root, aid) if image_root is not None else None
             has = src is not None and is_readable_image(src)
             if has:
-                _link_or_copy(src, img_tmp / image_filename(aid))
+                link_or_copy(src, img_tmp / image_filename(aid))
             stats["items_with_image" if has else "items_without_image"] += 1
             item_json[str(iid)] = {**articles[aid], "image": image_filename(aid) if has else None}
 
