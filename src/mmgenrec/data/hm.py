@@ -31,7 +31,7 @@ most recent) because LC-Rec sequences hold each item once; then the iterative k-
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mmgenrec.data.images import image_filename, is_readable_image, link_or_copy
-from mmgenrec.data.prepare import _write_lines, _write_recbole, clean_categories, clean_text, k_core
+from mmgenrec.data.prepare import (
+    _write_lines,
+    _write_recbole,
+    chronological_ids,
+    clean_categories,
+    clean_text,
+    k_core,
+)
 from mmgenrec.io import InputError, atomic_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -213,19 +220,7 @@ def prepare_hm(
         raise InputError(f"{transactions_csv}: no interactions left after the {min_interactions}-core filter "
                          f"({stats['transaction_rows']} transactions, {len(articles)} articles with a title)")
 
-    # Chronological order per customer (ties: file order); ids by first appearance -- as prepare_category.
-    by_user: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-    for user, aid, day, row in purchases:
-        by_user[user].append((day, row, aid))
-    users = sorted(by_user, key=lambda u: min(by_user[u])[:2])
-    user2id = {u: i for i, u in enumerate(users)}
-    item2id: dict[str, int] = {}
-    inter: dict[str, list[int]] = {}
-    for u in users:
-        seq = [aid for _, _, aid in sorted(by_user[u])]
-        for aid in seq:
-            item2id.setdefault(aid, len(item2id))
-        inter[str(user2id[u])] = [item2id[a] for a in seq]
+    user2id, item2id, inter = chronological_ids(purchases)  # same ordering and numbering as Amazon
 
     out_dir = Path(out_dir)
     image_root = Path(image_root) if image_root is not None else None

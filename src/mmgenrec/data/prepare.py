@@ -134,6 +134,27 @@ def k_core(reviews: list[tuple[str, str, int, int]], k: int, stats: Counter) -> 
     return reviews
 
 
+def chronological_ids(events: list[tuple[str, str, int, int]]):
+    """``(user, item, time, line)`` events -> ``(user2id, item2id, inter)``.
+
+    Each user's items in time order, ties by their line in the source file; users numbered in order of their first
+    event, items as they first appear walking those users' sequences.
+    """
+    by_user: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
+    for user, item, t, line in events:
+        by_user[user].append((t, line, item))
+    users = sorted(by_user, key=lambda u: min(by_user[u])[:2])
+    user2id = {u: i for i, u in enumerate(users)}
+    item2id: dict[str, int] = {}
+    inter: dict[str, list[int]] = {}
+    for u in users:
+        seq = [item for _, _, item in sorted(by_user[u])]
+        for item in seq:
+            item2id.setdefault(item, len(item2id))
+        inter[str(user2id[u])] = [item2id[i] for i in seq]
+    return user2id, item2id, inter
+
+
 def prepare_category(
     meta_path: str | Path,
     reviews_path: str | Path,
@@ -156,19 +177,7 @@ def prepare_category(
         raise InputError(f"{reviews_path}: no interactions left after the {min_interactions}-core filter "
                          f"({stats['review_lines']} review lines, {len(meta)} items with metadata)")
 
-    # Chronological order per user (ties: file order); ids by first appearance.
-    by_user: dict[str, list[tuple[int, int, str]]] = defaultdict(list)
-    for user, asin, t, line in reviews:
-        by_user[user].append((t, line, asin))
-    users = sorted(by_user, key=lambda u: min(by_user[u])[:2])
-    user2id = {u: i for i, u in enumerate(users)}
-    item2id: dict[str, int] = {}
-    inter: dict[str, list[int]] = {}
-    for u in users:
-        seq = [asin for _, _, asin in sorted(by_user[u])]
-        for asin in seq:
-            item2id.setdefault(asin, len(item2id))
-        inter[str(user2id[u])] = [item2id[a] for a in seq]
+    user2id, item2id, inter = chronological_ids(reviews)
 
     image_dir = Path(image_dir)
     out_dir = Path(out_dir)
