@@ -84,6 +84,16 @@ def _read_id_map(path: Path, kind: str) -> dict[str, int]:
     return out
 
 
+def _check_same_ids(path: Path, kind: str, ids: set[int], expected: set[int]) -> None:
+    """An id map must cover exactly the ids of inter.json; the error names the first id that differs."""
+    if ids == expected:
+        return
+    missing, extra = sorted(expected - ids), sorted(ids - expected)
+    if missing:
+        raise InputError(f"{path}: {kind} {missing[0]} (in inter.json) has no line ({len(missing)} missing)")
+    raise InputError(f"{path}: {kind} {extra[0]} is not in inter.json ({len(extra)} such id(s))")
+
+
 def _plain_name(name) -> bool:
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\\" not in name
 
@@ -226,12 +236,7 @@ def validate_prepared(
     if check("item2id"):
         mpath = part("item2id")
         item2id = _read_id_map(mpath, "asin")
-        ids = set(item2id.values())
-        if ids != item_ids:
-            missing, extra = sorted(item_ids - ids), sorted(ids - item_ids)
-            if missing:
-                raise InputError(f"{mpath}: item {missing[0]} (in inter.json) has no line ({len(missing)} missing)")
-            raise InputError(f"{mpath}: item {extra[0]} is not in inter.json ({len(extra)} such id(s))")
+        _check_same_ids(mpath, "item", set(item2id.values()), item_ids)
         if items is not None:
             for asin, iid in item2id.items():
                 other = items[str(iid)].get("asin")
@@ -243,12 +248,7 @@ def validate_prepared(
     if check("user2id"):
         upath = part("user2id")
         user2id = _read_id_map(upath, "user")
-        ids = set(user2id.values())
-        if ids != user_ids:
-            missing, extra = sorted(user_ids - ids), sorted(ids - user_ids)
-            if missing:
-                raise InputError(f"{upath}: user {missing[0]} (in inter.json) has no line ({len(missing)} missing)")
-            raise InputError(f"{upath}: user {extra[0]} is not in inter.json ({len(extra)} such id(s))")
+        _check_same_ids(upath, "user", set(user2id.values()), user_ids)
         report["user2id_lines"] = len(user2id)
 
     if check("item_enriched_v2.json"):

@@ -39,15 +39,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mmgenrec.data.images import image_filename, is_readable_image, link_or_copy
-from mmgenrec.data.prepare import (
-    _write_lines,
-    _write_recbole,
-    chronological_ids,
-    clean_categories,
-    clean_text,
-    k_core,
-)
-from mmgenrec.io import InputError, atomic_dir, write_json
+from mmgenrec.data.prepare import chronological_ids, clean_categories, clean_text, k_core, write_prepared
+from mmgenrec.io import InputError, atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -234,27 +227,12 @@ def prepare_hm(
             stats["items_with_image" if has else "items_without_image"] += 1
             item_json[str(iid)] = {**articles[aid], "image": image_filename(aid) if has else None}
 
-    out = lambda suffix: out_dir / f"{name}.{suffix}"  # noqa: E731
-    write_json(out("inter.json"), inter, indent=None)
-    write_json(out("item.json"), item_json)
-    _write_lines(out("item2id"), (f"{a}\t{i}" for a, i in item2id.items()))
-    _write_lines(out("user2id"), (f"{u}\t{i}" for u, i in user2id.items()))
-    _write_recbole(out_dir, name, inter, max_history)
-
-    lengths = sorted(len(s) for s in inter.values())
-    result = {
-        "category": name, "min_interactions": min_interactions,
-        "n_users": len(inter), "n_items": len(item2id), "n_interactions": sum(lengths),
-        "density": sum(lengths) / (len(inter) * len(item2id)),
-        "seq_len": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
-                    "mean": round(sum(lengths) / len(lengths), 3)},
-        "counts": dict(sorted(stats.items())),
-        "sources": {"articles": str(articles_csv), "customers": None if customers_csv is None else str(customers_csv),
-                    "transactions": str(transactions_csv),
-                    "images": None if image_root is None else str(image_root)},
-        "dedupe": dedupe,
-    }
-    write_json(out("stats.json"), result)
+    result = write_prepared(
+        out_dir, name, inter, item_json, item2id, user2id, stats, min_interactions=min_interactions,
+        max_history=max_history, dedupe=dedupe,
+        sources={"articles": str(articles_csv), "customers": None if customers_csv is None else str(customers_csv),
+                 "transactions": str(transactions_csv), "images": None if image_root is None else str(image_root)},
+    )
     log.info("%s: %d users, %d items, %d interactions (%s)", name, result["n_users"], result["n_items"],
              result["n_interactions"], dict(stats))
     return result

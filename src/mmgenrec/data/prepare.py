@@ -191,13 +191,26 @@ def prepare_category(
             stats["items_with_image" if has else "items_without_image"] += 1
             item_json[str(iid)] = {**meta[asin], "image": fname if has else None}
 
+    result = write_prepared(out_dir, name, inter, item_json, item2id, user2id, stats,
+                            min_interactions=min_interactions, max_history=max_history,
+                            sources={"meta": str(meta_path), "reviews": str(reviews_path), "images": str(image_dir)})
+    log.info("%s: %d users, %d items, %d interactions (%s)", name, result["n_users"], result["n_items"],
+             result["n_interactions"], dict(stats))
+    return result
+
+
+def write_prepared(out_dir: Path, name: str, inter: dict, item_json: dict, item2id: dict, user2id: dict,
+                   stats: Counter, *, min_interactions: int, max_history: int, sources: dict, **extra) -> dict:
+    """Write every prepared file of a category (LC-Rec files, RecBole splits, ``stats.json``); return the stats.
+
+    Shared by every source (Amazon, H&M) so that the files downstream rules read are the same by construction.
+    """
     out = lambda suffix: out_dir / f"{name}.{suffix}"  # noqa: E731
     write_json(out("inter.json"), inter, indent=None)
     write_json(out("item.json"), item_json)
     _write_lines(out("item2id"), (f"{a}\t{i}" for a, i in item2id.items()))
     _write_lines(out("user2id"), (f"{u}\t{i}" for u, i in user2id.items()))
     _write_recbole(out_dir, name, inter, max_history)
-
     lengths = sorted(len(s) for s in inter.values())
     result = {
         "category": name, "min_interactions": min_interactions,
@@ -206,11 +219,10 @@ def prepare_category(
         "seq_len": {"min": lengths[0], "median": lengths[len(lengths) // 2], "max": lengths[-1],
                     "mean": round(sum(lengths) / len(lengths), 3)},
         "counts": dict(sorted(stats.items())),
-        "sources": {"meta": str(meta_path), "reviews": str(reviews_path), "images": str(image_dir)},
+        "sources": sources,
+        **extra,
     }
     write_json(out("stats.json"), result)
-    log.info("%s: %d users, %d items, %d interactions (%s)", name, result["n_users"], result["n_items"],
-             result["n_interactions"], dict(stats))
     return result
 
 
