@@ -3,7 +3,7 @@ rule evaluate_ours:
         model=base_model(),
         adapter="results/{category}/ours/model",
         inter=prepared("{category}", "inter.json"),
-        index="results/{category}/ids/rqvae/{category}.index.json",
+        index="results/{category}/ids/rqvae/index.json",
     output:
         metrics="results/{category}/ours/seqrec_metrics.json",
         topk="results/{category}/ours/seqrec_topk.jsonl",

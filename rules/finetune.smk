@@ -2,7 +2,7 @@ rule finetune:
     input:
         model=base_model(),
         inter=prepared("{category}", "inter.json"),
-        index="results/{category}/ids/rqvae/{category}.index.json",
+        index="results/{category}/ids/rqvae/index.json",
     output:
         directory("results/{category}/ours/model"),
     params:

@@ -2,7 +2,7 @@ rule quantize:
     input:
         npy="results/{category}/embed/qwen_mm.npy",
     output:
-        index="results/{category}/ids/rqvae/{category}.index.json",
+        index="results/{category}/ids/rqvae/index.json",
         stats="results/{category}/ids/rqvae/stats.json",
     params:
         cfg=stage_params("quantize"),

@@ -87,7 +87,7 @@ def test_outputs_and_metrics(run):
         items = json.loads((prep / f"{cat}.item.json").read_text())
         emb = __import__("numpy").load(workdir / "results" / cat / "embed" / "qwen_mm.npy")
         assert emb.shape[0] == len(items) and emb.dtype.name == "float32"
-        index = json.loads((workdir / "results" / cat / "ids" / "rqvae" / f"{cat}.index.json").read_text())
+        index = json.loads((workdir / "results" / cat / "ids" / "rqvae" / "index.json").read_text())
         assert sorted(map(int, index)) == list(range(len(items)))
         assert len({tuple(v) for v in index.values()}) == len(index)  # collision-free
         assert all(len(v) == 4 and v[0].startswith("<a_") and v[3].startswith("<d_") for v in index.values())
