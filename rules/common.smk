@@ -4,6 +4,8 @@ from pathlib import Path
 
 CATEGORIES = list(config["categories"])
 METHODS = config["methods"]
+# Methods whose model is a finetuned VLM at results/<cat>/<method>/model (ours and its variants).
+GENERATIVE_METHODS = [m for m in METHODS if m.startswith("ours")]
 
 
 wildcard_constraints:
