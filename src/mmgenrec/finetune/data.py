@@ -1,14 +1,19 @@
-"""Training examples (seqrec) and a collator that masks everything but the answer."""
+"""Training examples (seqrec and the multimodal item tasks) and collators that mask everything but the answer."""
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from mmgenrec.prompts import render, seqrec_messages, sid_string
+from mmgenrec.prompts import IMAGE_TASKS, TASKS, TEMPLATES, render, seqrec_messages, sid_string, task_messages
+
+log = logging.getLogger(__name__)
 
 IGNORE = -100
 
@@ -69,3 +74,145 @@ class PadCollator:
             for key, (values, fill) in rows.items():
                 out[key].append(values + [fill] * pad if self.side == "right" else [fill] * pad + values)
         return {k: torch.tensor(v, dtype=torch.long) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multitask examples (seqrec, mmitem2index, mmindex2item, mmitemenrich) with images, and their collator.
+
+DEFAULT_TASKS = {task: {"weight": 1.0, "templates": list(range(len(TEMPLATES[task])))} for task in TASKS}
+
+
+def _sample(rng: random.Random, pool: list, weight: float) -> list:
+    """``round(weight * len(pool))`` elements: every element ``floor(weight)`` times, then a seeded sample of the
+    rest without replacement (a weight of 0.5 keeps a random half, 2 repeats each element twice)."""
+    n = round(weight * len(pool))
+    whole, rest = divmod(n, len(pool)) if pool else (0, 0)
+    return pool * whole + rng.sample(pool, rest)
+
+
+def _image_path(image_dir: Path | None, item: dict) -> str | None:
+    name = item.get("image")
+    if image_dir is None or not name:
+        return None
+    path = Path(image_dir) / name
+    return str(path) if path.is_file() else None
+
+
+def build_examples(
+    tasks: dict[str, dict],
+    *,
+    index: dict[int, list[str]],
+    sequences: dict[str, list[int]] | None = None,
+    items: dict[str, dict] | None = None,
+    image_dir: str | Path | None = None,
+    enriched: dict[str, dict] | None = None,
+    train_items: set[str] | None = None,
+    max_history: int = 20,
+    max_chars: int = 2000,
+    seed: int = 0,
+) -> list[dict]:
+    """Every training example of the task mix as ``{"task", "messages", "answer", "image"}``.
+
+    ``tasks`` maps a task name to ``{"weight": w, "templates": [ids]}``: the task contributes ``round(w * n)``
+    examples, ``n`` being its natural count (seqrec: one per position of every user's training part; item tasks:
+    one per item that has what the task needs), each with a template drawn at random from ``templates``. Each task
+    has its own seeded generator, so adding a task never changes another task's examples. ``mmitemenrich`` uses only
+    items in ``train_items`` (``split.json["train"]``) that have an enrichment; without ``enriched`` it is skipped
+    with a log line.
+    """
+    image_dir = Path(image_dir) if image_dir else None
+    examples = []
+    for t_idx, task in enumerate(TASKS):
+        spec = tasks.get(task)
+        if not spec or spec.get("weight", 1.0) <= 0:
+            continue
+        weight = float(spec.get("weight", 1.0))
+        templates = list(spec.get("templates") or range(len(TEMPLATES[task])))
+        bad = [t for t in templates if not 0 <= t < len(TEMPLATES[task])]
+        if bad:
+            raise ValueError(f"task {task}: template ids {bad} do not exist (0..{len(TEMPLATES[task]) - 1})")
+        rng = random.Random(seed * 1000 + t_idx)
+        if task == "seqrec":
+            if sequences is None:
+                raise ValueError("task seqrec needs the interaction sequences")
+            pool = [("seqrec", h, t) for h, t in seqrec_pairs(sequences, max_history)]
+        else:
+            if items is None:
+                raise ValueError(f"task {task} needs the item metadata (item.json)")
+            ids = sorted(index)
+            if task == "mmindex2item":
+                ids = [i for i in ids if str(i) in items and items[str(i)].get("title")]
+            elif task == "mmitemenrich":
+                if not enriched:
+                    log.info("task mmitemenrich skipped: no enriched item file given")
+                    continue
+                allowed = train_items if train_items is not None else set(enriched)
+                ids = [i for i in ids if str(i) in enriched and str(i) in allowed]
+            ids = [i for i in ids if str(i) in items]
+            pool = [(task, i, None) for i in ids]
+        chosen = _sample(rng, pool, weight)
+        for _, a, b in chosen:
+            template = rng.choice(templates)
+            if task == "seqrec":
+                msgs, answer = task_messages(task, template, history=[sid_string(index[i]) for i in a],
+                                             sid=sid_string(index[b]))
+                image = None
+            else:
+                item = items[str(a)]
+                image = _image_path(image_dir, item) if task in IMAGE_TASKS else None
+                msgs, answer = task_messages(task, template, sid=sid_string(index[a]), item=item,
+                                             enriched=(enriched or {}).get(str(a)), with_image=image is not None,
+                                             max_chars=max_chars)
+            examples.append({"task": task, "template": template, "messages": msgs, "answer": answer, "image": image})
+        log.info("task %s: %d examples (weight %.2f of %d, templates %s)", task, len(chosen), weight, len(pool), templates)
+    return examples
+
+
+class MultiTaskDataset(Dataset):
+    """Rendered examples: chat-template prompt (the same :func:`render` as evaluation), answer token ids, image."""
+
+    def __init__(self, processor, examples: list[dict]):
+        tok = processor.tokenizer
+        self.rows = []
+        for e in examples:
+            _, full = render(processor, e["messages"], e["answer"])
+            answer_ids = tok(e["answer"] + "<|im_end|>", add_special_tokens=False)["input_ids"]
+            self.rows.append({"text": full, "answer_ids": answer_ids, "image": e["image"], "task": e["task"]})
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+@dataclass
+class MultimodalCollator:
+    """Process a batch with the stock processor (images expanded into their placeholder tokens, padding on ``side``)
+    and put labels on the answer tokens only: the last ``len(answer_ids)`` non-padding tokens of each row, checked
+    to be exactly the answer's ids. Every processor key (``mm_token_type_ids``, ``pixel_values``,
+    ``image_grid_thw``) is kept."""
+
+    processor: object
+    side: str = "right"
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        images = []
+        for r in rows:
+            if r["image"]:
+                with Image.open(r["image"]) as im:
+                    images.append(im.convert("RGB"))
+        batch = self.processor(text=[r["text"] for r in rows], images=images or None, padding=True,
+                               padding_side=self.side, return_tensors="pt")
+        labels = torch.full_like(batch["input_ids"], IGNORE)
+        for i, r in enumerate(rows):
+            positions = batch["attention_mask"][i].nonzero().squeeze(1)
+            answer = positions[-len(r["answer_ids"]):]
+            got = batch["input_ids"][i, answer].tolist()
+            if got != r["answer_ids"]:
+                raise ValueError(f"answer tokens of a {r['task']} example are not a suffix of its prompt+answer "
+                                 f"tokens ({got} != {r['answer_ids']}); check the chat template")
+            labels[i, answer] = batch["input_ids"][i, answer]
+        batch = dict(batch)
+        batch["labels"] = labels
+        return batch

@@ -1,5 +1,12 @@
 """LoRA on the language model + trainable new item-token rows, trained with the HF Trainer.
 
+One entry point, :func:`finetune`: a task mix (``mmgenrec.prompts.TASKS``) trained in one or more stages (the
+``ours_multistage`` method trains the item<->index alignment tasks first, then seqrec), with checkpoints every
+``save_steps`` optimizer steps into a directory *beside* the output (Snakemake deletes a failed job's output, not
+this), resumed automatically when the run is started again with the same settings. The same code runs in one
+process or under ``torchrun`` (DDP, gloo on CPU / nccl on GPU) and with a DeepSpeed config (ZeRO-2 bf16,
+``config/deepspeed_zero2.json``); see :mod:`mmgenrec.finetune.launch`.
+
 What trains, exactly: LoRA matrices on the language model's q/k/v/o/gate/up/down projections, and the rows of
 the new item tokens in ``embed_tokens`` and ``lm_head`` (peft ``trainable_token_indices``). Nothing else: the
 original embedding and LM-head rows stay bit-identical. Saved: the adapter (LoRA + new rows), the tokenizer and
@@ -8,19 +15,20 @@ processor with the item tokens, and ``token_meta.json``; never the full matrices
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from mmgenrec.finetune.data import PadCollator, SeqRecDataset, seqrec_pairs
-from mmgenrec.io import atomic_dir, read_json, write_json
-from mmgenrec.models.item_tokens import LORA_TARGET_REGEX, add_item_tokens, resize_and_init, tied
+from mmgenrec.finetune.data import DEFAULT_TASKS, MultimodalCollator, MultiTaskDataset, build_examples
+from mmgenrec.io import InputError, atomic_dir, read_json, write_json
+from mmgenrec.models.item_tokens import LORA_TARGET_REGEX, add_item_tokens, item_vocabulary, resize_and_init, tied
 from mmgenrec.models.loading import load_vlm
 
 log = logging.getLogger(__name__)
@@ -47,7 +55,8 @@ def prepare_model(model_dir, index: dict[int, list[str]], all_tokens: list[str],
     is_tied = tied(model)  # before wrapping: peft's token wrappers hide the weight identity
     peft_model = get_peft_model(model, lora_config(new_ids, is_tied, r, alpha, dropout))
     meta = {"n_base_tokens": n_base, "new_token_ids": [new_ids[0], new_ids[-1] + 1], "n_new_tokens": len(new_ids),
-            "tied_embeddings": is_tied, "levels": len(next(iter(index.values()))), "item_tokens": all_tokens}
+            "tied_embeddings": is_tied, "levels": max(len(v) for v in index.values()),
+            "item_tokens": list(all_tokens), "lora": {"r": r, "alpha": alpha, "dropout": dropout}}
     return peft_model, processor, meta
 
 
@@ -59,15 +68,69 @@ def trainable_summary(model) -> dict:
             "trainable_non_lora": [n for n in names if "lora_" not in n]}
 
 
-def finetune_seqrec(
+def _fingerprint(settings: dict, files: list) -> str:
+    """Hash of everything that determines the run: settings and the content of the input files (not the model
+    weights, which are large and named by path)."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for f in files:
+        if f and Path(f).is_file():
+            h.update(Path(f).read_bytes())
+    return h.hexdigest()
+
+
+def _prepare_checkpoints(checkpoint_dir: Path | None, fingerprint: str, is_main: bool) -> None:
+    """Keep ``checkpoint_dir`` only if it was written by a run with the same fingerprint; start it afresh otherwise."""
+    if checkpoint_dir is None or not is_main:
+        return
+    stamp = checkpoint_dir / "run.json"
+    if checkpoint_dir.exists():
+        old = json.loads(stamp.read_text()).get("fingerprint") if stamp.is_file() else None
+        if old != fingerprint:
+            log.info("checkpoints in %s are from other settings or inputs; starting afresh", checkpoint_dir)
+            shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_json(stamp, {"fingerprint": fingerprint})
+
+
+def _resolve_device(device: str) -> str:
+    """Under torchrun each process takes its own GPU (``LOCAL_RANK``)."""
+    if device in ("auto", "cuda") and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def resolve_stages(tasks: dict, stages: list[dict] | None, epochs: float) -> list[dict]:
+    """``stages`` (each ``{"tasks": [names], "epochs": e}``) with each task's spec from ``tasks``; one stage of every
+    task when ``stages`` is not given."""
+    if not stages:
+        return [{"tasks": dict(tasks), "epochs": epochs}]
+    out = []
+    for k, st in enumerate(stages):
+        names = st["tasks"]
+        unknown = [t for t in names if t not in tasks]
+        if unknown:
+            raise ValueError(f"stage {k}: tasks {unknown} are not configured in finetune.tasks")
+        out.append({"tasks": {t: tasks[t] for t in names}, "epochs": float(st.get("epochs", epochs))})
+    return out
+
+
+def finetune(
     model_dir: str | Path,
-    inter_json: str | Path,
-    index_json: str | Path,
     out_dir: str | Path,
     *,
-    all_tokens: list[str],
+    index_json: str | Path,
+    inter_json: str | Path | None = None,
+    item_json: str | Path | None = None,
+    image_dir: str | Path | None = None,
+    enriched_json: str | Path | None = None,
+    split_json: str | Path | None = None,
+    codebook_size: int | None = None,
+    all_tokens: list[str] | None = None,
+    tasks: dict[str, dict] | None = None,
+    stages: list[dict] | None = None,
+    method: str = "ours",
     max_history: int = 20,
-    template_ids: tuple[int, ...] = (0,),
+    max_chars: int = 2000,
     lora_r: int = 16,
     lora_alpha: int = 64,
     lora_dropout: float = 0.05,
@@ -78,45 +141,145 @@ def finetune_seqrec(
     weight_decay: float = 0.0,
     warmup_ratio: float = 0.05,
     padding_side: str = "right",
+    gradient_checkpointing: bool = False,
+    deepspeed: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    save_steps: int = 0,
+    keep_checkpoints: bool = False,
+    max_steps: int = -1,
     device: str = "auto",
     dtype: str = "auto",
     seed: int = 0,
     logging_steps: int = 10,
+    callbacks: tuple = (),
 ):
-    """Train on the seqrec task and save adapter + processor + ``token_meta.json`` + ``train_log.json``."""
+    """Train LoRA + the item-token rows on a task mix, stage by stage; save adapter + processor + ``token_meta.json``
+    + ``train_log.json`` to ``out_dir`` (written atomically by the main process). Returns ``(model, processor)``.
+
+    The item vocabulary comes from the index (its number of levels) and ``codebook_size`` (plus ``all_tokens`` first
+    when given). ``checkpoint_dir`` (default: ``<out_dir>/../checkpoints``) receives a checkpoint every ``save_steps``
+    optimizer steps (0: only at the end of each stage); a rerun with the same settings and inputs resumes from the
+    last one, another run discards them. They are removed after a successful save unless ``keep_checkpoints``.
+    """
     from transformers import Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
 
     t0 = time.time()
     set_seed(seed)
+    out_dir = Path(out_dir)
     index = {int(k): v for k, v in read_json(index_json).items()}
-    sequences = read_json(inter_json)
-    model, processor, meta = prepare_model(model_dir, index, all_tokens, r=lora_r, alpha=lora_alpha,
-                                           dropout=lora_dropout, device=device, dtype=dtype, seed=seed)
+    if not index:
+        raise InputError(f"{index_json}: empty index")
+    tokens = item_vocabulary(index, codebook_size, all_tokens)
+    sequences = read_json(inter_json) if inter_json else None
+    items = read_json(item_json) if item_json else None
+    enriched = read_json(enriched_json) if enriched_json else None
+    train_items = None
+    if split_json:
+        split = read_json(split_json)
+        if not isinstance(split, dict) or not isinstance(split.get("train"), list):
+            raise InputError(f"{split_json}: expected {{\"train\": [item ids], \"heldout\": [item ids]}}")
+        train_items = {str(i) for i in split["train"]}
+    tasks = DEFAULT_TASKS if tasks is None else tasks
+    plan = resolve_stages(tasks, stages, epochs)
+    device = _resolve_device(device)
+
+    settings = {k: v for k, v in locals().items() if k in (
+        "tasks", "stages", "max_history", "max_chars", "lora_r", "lora_alpha", "lora_dropout", "epochs", "batch_size",
+        "grad_accum", "lr", "weight_decay", "warmup_ratio", "padding_side", "gradient_checkpointing", "max_steps",
+        "seed", "dtype", "method")}
+    settings.update(tokens=tokens, model=str(model_dir), deepspeed=str(deepspeed) if deepspeed else None,
+                    world_size=int(os.environ.get("WORLD_SIZE", 1)))
+    fingerprint = _fingerprint(settings, [index_json, inter_json, item_json, enriched_json, split_json])
+    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir.parent / "checkpoints"
+    is_main = int(os.environ.get("RANK", 0)) == 0
+    _prepare_checkpoints(checkpoint_dir, fingerprint, is_main)
+
+    model, processor, meta = prepare_model(model_dir, index, tokens, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
+                                           device=device, dtype=dtype, seed=seed)
     summary = trainable_summary(model)
     log.info("trainable: %s", {k: v for k, v in summary.items() if k != "trainable_non_lora"})
-    dataset = SeqRecDataset(processor, seqrec_pairs(sequences, max_history), index, template_ids, seed)
     on_gpu = next(model.parameters()).device.type == "cuda"
-    with tempfile.TemporaryDirectory(dir=Path(out_dir).parent) as scratch:
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    collator = MultimodalCollator(processor, padding_side)
+    stage_logs = []
+    for k, stage in enumerate(plan):
+        examples = build_examples(stage["tasks"], index=index, sequences=sequences, items=items, image_dir=image_dir,
+                                  enriched=enriched, train_items=train_items, max_history=max_history,
+                                  max_chars=max_chars, seed=seed + k)
+        if not examples:
+            raise InputError(f"stage {k}: no training examples for tasks {sorted(stage['tasks'])}")
+        dataset = MultiTaskDataset(processor, examples)
+        stage_dir = checkpoint_dir / f"stage{k}"
         args = TrainingArguments(
-            output_dir=scratch, per_device_train_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
-            num_train_epochs=epochs, learning_rate=lr, weight_decay=weight_decay, warmup_steps=warmup_ratio,
-            lr_scheduler_type="cosine", logging_steps=logging_steps, save_strategy="no", report_to=[],
-            seed=seed, data_seed=seed, use_cpu=not on_gpu, bf16=on_gpu and torch.cuda.is_bf16_supported(),
-            remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=False,
+            output_dir=str(stage_dir), per_device_train_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
+            num_train_epochs=stage["epochs"], max_steps=max_steps, learning_rate=lr, weight_decay=weight_decay,
+            warmup_steps=warmup_ratio, lr_scheduler_type="cosine", logging_steps=logging_steps,
+            save_strategy="steps", save_steps=save_steps if save_steps > 0 else 10**9, save_total_limit=2,
+            report_to=[], seed=seed + k, data_seed=seed + k, use_cpu=not on_gpu,
+            bf16=on_gpu and torch.cuda.is_bf16_supported(), remove_unused_columns=False, dataloader_num_workers=0,
+            activation_checkpointing=gradient_checkpointing,
+            activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+            deepspeed=str(deepspeed) if deepspeed else None, ddp_backend="gloo" if distributed and not on_gpu else None,
+            disable_tqdm=False,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                          data_collator=PadCollator(processor.tokenizer.pad_token_id, padding_side))
-        result = trainer.train()
-    curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
-    meta.update({"base_model": str(model_dir), "task": "seqrec", "max_history": max_history})
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
-        write_json(tmp / "token_meta.json", meta)
-        write_json(tmp / "train_log.json", {
-            "examples": len(dataset), "steps": trainer.state.global_step, "train_loss": result.training_loss,
+        trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                          callbacks=list(callbacks))
+        resume = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
+        if resume:
+            log.info("stage %d: resuming from %s", k, resume)
+        result = trainer.train(resume_from_checkpoint=resume)
+        curve = [{"step": h["step"], "loss": h["loss"]} for h in trainer.state.log_history if "loss" in h]
+        counts = {t: sum(e["task"] == t for e in examples) for t in stage["tasks"]}
+        stage_logs.append({
+            "stage": k, "tasks": counts, "epochs": stage["epochs"], "examples": len(dataset),
+            "steps": trainer.state.global_step, "train_loss": result.training_loss, "resumed_from": resume,
             "first_loss": curve[0]["loss"] if curve else math.nan, "last_loss": curve[-1]["loss"] if curve else math.nan,
-            "curve": curve, "seconds": round(time.time() - t0, 2), **summary,
+            "curve": curve,
         })
-    log.info("saved adapter to %s (%d steps, loss %.3f)", out_dir, trainer.state.global_step, result.training_loss)
+        log.info("stage %d (%s): %d steps, loss %.3f", k, ", ".join(counts), trainer.state.global_step,
+                 result.training_loss)
+    if trainer.is_world_process_zero():
+        meta.update({"base_model": str(model_dir), "method": method, "task": "multitask" if len(tasks) > 1 else
+                     next(iter(tasks)), "tasks": tasks, "stages": [sorted(s["tasks"]) for s in plan],
+                     "max_history": max_history})
+        last = stage_logs[-1]
+        with atomic_dir(out_dir) as tmp:
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            write_json(tmp / "token_meta.json", meta)
+            write_json(tmp / "train_log.json", {
+                "examples": sum(s["examples"] for s in stage_logs), "steps": sum(s["steps"] for s in stage_logs),
+                "train_loss": last["train_loss"], "first_loss": stage_logs[0]["first_loss"],
+                "last_loss": last["last_loss"], "curve": last["curve"], "stages": stage_logs,
+                "world_size": int(os.environ.get("WORLD_SIZE", 1)), "deepspeed": bool(deepspeed),
+                "seconds": round(time.time() - t0, 2), **summary,
+            })
+        if not keep_checkpoints:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        log.info("saved adapter to %s", out_dir)
     return model, processor
+
+
+def finetune_seqrec(
+    model_dir: str | Path,
+    inter_json: str | Path,
+    index_json: str | Path,
+    out_dir: str | Path,
+    *,
+    all_tokens: list[str],
+    template_ids: tuple[int, ...] | None = None,
+    tasks: dict | None = None,
+    multistage: list | None = None,
+    **kwargs,
+):
+    """The seqrec task alone (kept for callers such as the ID ablation): :func:`finetune` with
+    ``tasks={"seqrec": ...}``. Accepts the whole ``finetune`` config section: the other tasks and ``multistage``
+    are ignored; seqrec's templates come from ``template_ids``, else ``tasks.seqrec.templates``, else template 0."""
+    if template_ids is None:
+        template_ids = ((tasks or {}).get("seqrec") or {}).get("templates") or (0,)
+    kwargs.pop("stages", None)
+    if kwargs.get("checkpoint_dir") is None:
+        kwargs["checkpoint_dir"] = Path(out_dir).parent / f".{Path(out_dir).name}.checkpoints"
+    return finetune(model_dir, out_dir, index_json=index_json, inter_json=inter_json, all_tokens=all_tokens,
+                    tasks={"seqrec": {"weight": 1.0, "templates": list(template_ids)}}, **kwargs)

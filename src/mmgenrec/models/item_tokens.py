@@ -43,3 +43,23 @@ def resize_and_init(model, tokenizer, n_base: int, seed: int = 0) -> None:
 def tied(model) -> bool:
     out = model.get_output_embeddings()
     return out is not None and out.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+
+
+def item_vocabulary(index: dict, codebook_size: int | None = None, base_tokens: list[str] | None = None) -> list[str]:
+    """The item tokens to add, derived from the index itself: ``<letter_code>`` for every level the index uses
+    (4, or 5 with a suffix level) and every code below ``codebook_size``, in level-major order, plus any token
+    of the index outside that grid (e.g. a suffix code beyond the codebook), plus ``base_tokens`` first when given
+    (so a caller's fixed vocabulary keeps its ids)."""
+    tokens = list(base_tokens or [])
+    seen = set(tokens)
+    levels = max((len(v) for v in index.values()), default=0)
+    if codebook_size:
+        for level in range(levels):
+            for code in range(codebook_size):
+                tok = f"<{chr(97 + level)}_{code}>"
+                if tok not in seen:
+                    seen.add(tok)
+                    tokens.append(tok)
+    extra = sorted({t for v in index.values() for t in v} - seen,
+                   key=lambda t: (t[1:].split("_")[0], int(t[:-1].split("_")[1]) if t[:-1].split("_")[-1].isdigit() else 0, t))
+    return tokens + extra
