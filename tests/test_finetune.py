@@ -301,3 +301,45 @@ def test_merge_is_the_weighted_average_of_lora_updates(reference, tiny, tmp_path
     m2, _, _ = load_finetuned(tiny, same, device="cpu")
     with torch.no_grad():
         torch.testing.assert_close(m2(**ids).logits, m1(**ids).logits, atol=1e-5, rtol=1e-5)
+
+
+# --- scale: two processes, DeepSpeed config ---------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_two_process_cpu_run_trains(tiny, data, tmp_path):
+    """torchrun with 2 workers (DDP over gloo on CPU): the data is sharded, rank 0 saves, the rows stay frozen."""
+    from mmgenrec.finetune.launch import run_finetune
+
+    out = tmp_path / "model"
+    spec = dict(model_dir=str(tiny), out_dir=str(out), tasks={"seqrec": {"weight": 1.0}, "mmitem2index": {"weight": 1.0}},
+                epochs=1, **{k: str(v) if hasattr(v, "is_file") else v for k, v in files(data).items()}, **TRAIN)
+    run_finetune(spec, 2, cpu=True)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["world_size"] == 2
+    n = log["examples"]
+    assert n == 120 + 24 and log["steps"] == -(-n // (2 * TRAIN["batch_size"]))  # 2 x 8 examples per step
+    assert log["last_loss"] < log["first_loss"]
+    base, _ = load_vlm(tiny, device="cpu")
+    model, _, meta = load_finetuned(tiny, out, device="cpu")
+    k = meta["n_base_tokens"]
+    assert torch.equal(model.get_input_embeddings().weight[:k], base.get_input_embeddings().weight[:k])
+    deltas = [v for key, v in adapter_tensors(out).items() if "trainable_tokens_delta" in key]
+    assert deltas and all(float(d.abs().max()) > 0 for d in deltas)  # the new rows trained
+
+
+def test_deepspeed_config_is_valid():
+    from pathlib import Path
+
+    cfg = json.loads((Path(__file__).resolve().parents[1] / "config" / "deepspeed_zero2.json").read_text())
+    assert cfg["zero_optimization"]["stage"] == 2 and cfg["bf16"]["enabled"] == "auto"
+    assert cfg["train_micro_batch_size_per_gpu"] == "auto"  # filled from finetune.batch_size by the Trainer
+    ds = pytest.importorskip("deepspeed", reason="deepspeed is an optional extra")
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    resolved = {k: (v if v != "auto" else None) for k, v in cfg.items()}
+    resolved.update(train_batch_size=8, train_micro_batch_size_per_gpu=8, gradient_accumulation_steps=1,
+                    gradient_clipping=1.0, bf16={"enabled": True})
+    resolved["zero_optimization"] = dict(cfg["zero_optimization"], reduce_bucket_size=5e8)
+    parsed = DeepSpeedConfig(resolved)
+    assert parsed.zero_optimization_stage == 2 and parsed.bfloat16_enabled
+    assert ds is not None

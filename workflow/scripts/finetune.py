@@ -1,12 +1,17 @@
-"""Snakemake adapter: LoRA + new item-token rows on the VLM, seqrec task."""
+"""Snakemake adapter: multitask LoRA + item-token finetuning (one process, or torchrun workers)."""
 from mmgenrec import logs
-from mmgenrec.finetune.train import finetune_seqrec
-from mmgenrec.quantize.run import code_tokens
+from mmgenrec.finetune.launch import run_finetune
 
 logs.setup(snakemake.log[0], snakemake.threads)
-q = snakemake.params.quantize
-finetune_seqrec(
-    snakemake.input.model, snakemake.input.inter, snakemake.input.index, snakemake.output[0],
-    all_tokens=code_tokens(q["levels"], q["codebook_size"]), device=snakemake.params.model["device"],
-    dtype=snakemake.params.model["dtype"], **snakemake.params.cfg,
+cfg = dict(snakemake.params.cfg)
+cfg.pop("processes", None)
+cfg["deepspeed"] = cfg.get("deepspeed") or None
+spec = dict(
+    model_dir=snakemake.input.model, out_dir=snakemake.output[0], index_json=snakemake.input.index,
+    inter_json=snakemake.input.inter, item_json=snakemake.input.item, image_dir=snakemake.input.images,
+    enriched_json=snakemake.input.get("enriched"), split_json=snakemake.input.get("split"),
+    codebook_size=snakemake.params.codebook_size, method=snakemake.params.method,
+    checkpoint_dir=snakemake.params.checkpoints, device=snakemake.params.model["device"],
+    dtype=snakemake.params.model["dtype"], **cfg,
 )
+run_finetune(spec, snakemake.params.processes, log_path=snakemake.log[0])
