@@ -33,7 +33,7 @@ SIZES = {  # Qwen2.5-VL-3B-Instruct text + vision config; "tiny" for a CPU smoke
                num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False, mrope=[16, 24, 24],
                vision=dict(depth=32, hidden_size=1280, num_heads=16, intermediate_size=3420, out_hidden_size=3584)),
     "tiny": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                 num_key_value_heads=2, vocab_size=2048, tie_word_embeddings=False, mrope=[2, 3, 3],
+                 num_key_value_heads=2, vocab_size=2048, tie_word_embeddings=False, mrope=[4, 6, 6],
                  vision=dict(depth=1, hidden_size=64, num_heads=2, intermediate_size=128, out_hidden_size=128)),
 }
 
