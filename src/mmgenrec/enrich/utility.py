@@ -75,11 +75,17 @@ def text_features(texts_a: list[str], texts_b: list[str], dim: int) -> tuple[np.
     from cornac.data.text import BaseTokenizer, TfidfVectorizer
     from scipy.sparse.linalg import svds
 
-    out = TfidfVectorizer(tokenizer=BaseTokenizer(), min_doc_freq=2, max_doc_freq=0.5).fit_transform(
-        texts_a + texts_b)
-    X = out[1] if isinstance(out, tuple) else out
+    vectorizer = TfidfVectorizer(tokenizer=BaseTokenizer(), min_doc_freq=2, max_doc_freq=0.5)
+    out = vectorizer.fit_transform(texts_a + texts_b)
+    X = (out[1] if isinstance(out, tuple) else out).tocsc()
+    X = X[:, np.argsort(np.asarray(vectorizer.vocab.idx2tok[: X.shape[1]], dtype=object))]  # columns by token
     k = max(1, min(dim, min(X.shape) - 1))
-    _, _, vt = svds(X, k=k, v0=np.full(min(X.shape), 1 / np.sqrt(min(X.shape))), random_state=0)
+    if min(X.shape) <= 3000:  # LAPACK: exact and deterministic
+        vt = np.linalg.svd(X.toarray(), full_matrices=False)[2][:k]
+    else:
+        s, vt = svds(X, k=k, v0=np.full(min(X.shape), 1 / np.sqrt(min(X.shape))), random_state=0)[1:]
+        vt = vt[np.argsort(-s)]
+    vt = vt * np.where(vt[np.arange(len(vt)), np.abs(vt).argmax(1)] < 0, -1.0, 1.0)[:, None]  # fixed signs
     Z = np.asarray(X @ vt.T)
     Z = (Z - Z.mean(0)) / (Z.std(0) + 1e-8)
     return Z[: len(texts_a)], Z[len(texts_a):]
