@@ -114,4 +114,5 @@ def all_targets():
     targets = ["results/summary.csv"]
     for cat in CATEGORIES:
         targets += [f"results/{cat}/{method}/seqrec_metrics.json" for method in METHODS]
+        targets += [f"results/{cat}/enrich/checks.json", f"results/{cat}/enrich/utility.json"]
     return targets

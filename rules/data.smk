@@ -7,6 +7,7 @@ rule synthesize_raw:
         reviews="resources/raw/{category}/{category}_5.json.gz",
         images=directory("resources/raw/{category}/images"),
         stats="resources/raw/{category}/synthetic_stats.json",
+        enriched="resources/raw/{category}/{category}.item_enriched_v2.json",
     params:
         synthetic=lambda wc: canonical(config["categories"][wc.category].get("synthetic", {})),
     log:

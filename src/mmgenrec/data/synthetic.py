@@ -7,6 +7,7 @@ What it writes into ``out_dir`` (the same files the real download produces)::
     <stem>_5.json.gz         one review per line: reviewerID, asin, overall, unixReviewTime, reviewTime, ...
     images/<asin>.jpg        one small JPEG per item (a few items have none)
     synthetic_stats.json     the ground truth: each item's latent group, counts of every injected defect
+    <stem>.item_enriched_v2.json   the "provided" enrichment, keyed by asin (see below)
 
 Learnable structure
     Items belong to ``n_groups`` latent groups. A group is visible in the text (product type, adjectives, brand,
@@ -19,6 +20,15 @@ Defects the preparation must handle (counts in ``synthetic_stats.json``)
     lines in random order, users too short for 5-core, repeated (user, item) reviews, reviews of asins that have
     no metadata (``orphan_reviews``), one duplicated metadata line, one item with an empty title, HTML in
     descriptions, items without an image (``missing_images``), and equal timestamps.
+
+Provided enrichment (``enrich_signal``)
+    Each item gets the four enriched fields plus ``has_image``. They restate facts of the item (brand, product
+    type, the image's colour and shape) and add one fact that is *not* in the raw text: the product line
+    (flagship / pro / standard / basic), which follows the item's rank in its group, i.e. how often users pick
+    it (the Zipf law above). So with ``enrich_signal: true`` the enriched text carries real, useful signal;
+    with ``false`` the same records are dealt to the items in a random order, so they describe other items
+    (no signal, and the checks flag them as unfaithful / contradicting the title). The enrichment uses its own
+    random stream: the other files are byte-identical whatever ``enrich_signal`` is.
 
 Everything is deterministic for a given seed (gzip mtime 0, fixed JPEG encoder settings).
 """
@@ -55,6 +65,8 @@ THEMES = [
     ("game controller", ["wireless", "ergonomic", "pro"], ["Padmax", "Joyco"], ["Gaming", "Controllers"], (20, 20, 20), "circle"),
     ("bluetooth speaker", ["waterproof", "bass", "mini"], ["Boomly", "Soundcore"], ["Audio", "Speakers"], (250, 160, 200), "square"),
 ]
+COLOUR_NAMES = ["red", "green", "blue", "yellow", "purple", "teal", "orange", "grey", "white", "brown", "black",
+                "pink"]
 USES = ["live shows", "home practice", "the studio", "beginners", "touring musicians", "everyday use"]
 
 
@@ -176,6 +188,7 @@ def generate_category(
     image_size: int = 64,
     orphan_reviews: int = 5,
     missing_images: int = 3,
+    enrich_signal: bool = True,
     seed: int = 0,
 ) -> dict:
     """Write one synthetic category into ``out_dir`` (see the module docstring); return its stats."""
@@ -232,6 +245,8 @@ def generate_category(
             if it["asin"] not in no_image:
                 (tmp / image_filename(it["asin"])).write_bytes(
                     _draw_image(it["group"], it["rank_in_group"], image_size, img_rng))
+    enriched = synthetic_enrichment(items, no_image, signal=enrich_signal, seed=seed)
+    write_json(out_dir / f"{file_stem}.item_enriched_v2.json", enriched)
     stats = {
         "n_items": len(items), "n_groups": n_groups, "n_users": n_users, "n_reviews": len(reviews),
         "defects": {"empty_title": 1, "duplicate_meta_lines": 1, "missing_images": len(no_image),
@@ -243,10 +258,38 @@ def generate_category(
                    "min_len": min_len, "max_len": max_len, "p_next_group": p_next_group, "zipf_a": zipf_a,
                    "image_size": image_size, "seed": seed},
     }
+    if not enrich_signal:  # recorded only when set, so that the default's stats file stays as it was
+        stats["params"]["enrich_signal"] = False
     write_json(out_dir / "synthetic_stats.json", stats)
     log.info("synthetic %s: %d items, %d users, %d reviews -> %s", file_stem, len(items), n_users, len(reviews),
              out_dir)
     return stats
+
+
+def product_line(rank_in_group: int) -> str:
+    """The enrichment's hidden fact: the product line, from the item's popularity rank in its group."""
+    return "flagship" if rank_in_group < 2 else "pro" if rank_in_group < 5 else "standard" if rank_in_group < 10 \
+        else "basic"
+
+
+def synthetic_enrichment(items: list[dict], no_image: set[str], *, signal: bool, seed: int) -> dict[str, dict]:
+    """``{asin: {enhanced_title, tags, highlights, characteristics, has_image}}`` (module docstring)."""
+    records = []
+    for it in items:
+        g, j = it["group"], it["rank_in_group"]
+        noun, adjs, brands, _, _, shape = _group_theme(g)
+        colour = COLOUR_NAMES[g % len(COLOUR_NAMES)]
+        brand, adj, line = brands[j % len(brands)], adjs[j % len(adjs)], product_line(j)
+        model = f"{chr(65 + g % 26)}{j:02d}"
+        records.append({
+            "enhanced_title": f"{brand} {adj.title()} {noun.title()} {model}, {line.title()} Line",
+            "tags": [noun, adj, f"{line} line", colour],
+            "highlights": [f"{line.title()} line {noun} by {brand}", f"{colour} {shape} on the product image"],
+            "characteristics": {"Brand": brand, "Type": noun, "Line": line, "Colour": colour},
+        })
+    if not signal:  # the same records, dealt to the items in a random order
+        random.Random(seed + 2).shuffle(records)
+    return {it["asin"]: {**rec, "has_image": it["asin"] not in no_image} for it, rec in zip(items, records)}
 
 
 def _review(user: str, asin: str, t: int, rng: random.Random) -> dict:
