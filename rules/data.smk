@@ -13,6 +13,8 @@ rule synthesize_raw:
         "logs/synthesize_raw/{category}.log",
     benchmark:
         "benchmarks/synthesize_raw/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/synthesize_raw.py"
 
@@ -31,6 +33,8 @@ rule download_raw:
         "logs/download_raw/{category}.log",
     benchmark:
         "benchmarks/download_raw/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/download_raw.py"
 
@@ -52,6 +56,8 @@ rule fetch_images:
         "logs/fetch_images/{category}.log",
     benchmark:
         "benchmarks/fetch_images/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/fetch_images.py"
 
@@ -67,6 +73,8 @@ rule fetch_prepared:
         "logs/fetch_prepared/{category}.log",
     benchmark:
         "benchmarks/fetch_prepared/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/fetch_prepared.py"
 
@@ -92,5 +100,7 @@ rule prepare:
         "logs/prepare/{category}.log",
     benchmark:
         "benchmarks/prepare/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/prepare.py"

@@ -18,5 +18,7 @@ rule finetune:
         "logs/finetune/{category}.log",
     benchmark:
         "benchmarks/finetune/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/finetune.py"

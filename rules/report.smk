@@ -22,6 +22,8 @@ rule report_summary:
         report("results/report/summary.html", caption="../workflow/report/summary.rst", category="1. Summary"),
     log:
         "logs/report_summary/summary.log",
+    conda:
+        "../envs/report.yaml"
     script:
         "../workflow/scripts/report_summary.py"
 
@@ -43,6 +45,8 @@ rule report_category:
         generative=GENERATIVE_METHODS,
     log:
         "logs/report_category/{category}.log",
+    conda:
+        "../envs/report.yaml"
     script:
         "../workflow/scripts/report_category.py"
 
@@ -62,5 +66,7 @@ rule report_resources:
         gpus=GPUS_PER_RULE,
     log:
         "logs/report_resources/resources.log",
+    conda:
+        "../envs/report.yaml"
     script:
         "../workflow/scripts/report_resources.py"

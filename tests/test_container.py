@@ -21,17 +21,18 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CAT = "demo_music"
 TARGET = f"resources/raw/{CAT}/meta_{CAT}.json.gz"
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+container = pytest.mark.container
 
 
 @pytest.fixture(scope="module")
-def image():
+def image():  # noqa: D103 - used by the container tests only
     if sys.platform != "linux":
         pytest.skip("podman containers need Linux")
     proc = subprocess.run(["bash", str(REPO / "containers" / "build_cpu_image.sh")], capture_output=True, text=True)
@@ -72,6 +73,8 @@ def runs(image, tmp_path_factory):
     return host, boxed, shim_log.read_text(), events, proc.stderr
 
 
+@container
+@pytest.mark.slow
 def test_rule_ran_in_the_container(runs, image):
     _, boxed, shim_log, events, stderr = runs
     assert "Activating singularity image" in stderr
@@ -87,6 +90,8 @@ def _records(path: Path) -> list:
         return [json.loads(line) for line in fh]
 
 
+@container
+@pytest.mark.slow
 def test_container_output_equals_host_output(runs):
     host, boxed, _, _, _ = runs
     raw = Path("resources/raw") / CAT
@@ -96,3 +101,35 @@ def test_container_output_equals_host_output(runs):
         json.loads((host / raw / "synthetic_stats.json").read_text())
     images = sorted(p.name for p in (host / raw / "images").iterdir())
     assert images and images == sorted(p.name for p in (boxed / raw / "images").iterdir())
+
+
+# ---------------------------------------------------------------- --sdm conda: every rule has a valid environment
+
+def test_every_rule_declares_an_existing_conda_env():
+    """Each rule in rules/*.smk names a conda env file that exists, and the torch stack pins what pyproject pins."""
+    import re
+    import tomllib
+
+    pins = {}
+    for dep in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]:
+        name, sep, version = dep.partition("==")
+        if sep:
+            pins[name] = version
+    rules = 0
+    for smk in sorted((REPO / "rules").glob("*.smk")):
+        for name, body in re.findall(r"^\s*rule (\w+):\n(.*?)(?=^\s*rule \w+:|\Z)", smk.read_text(), re.M | re.S):
+            if "script:" not in body:
+                continue
+            rules += 1
+            match = re.search(r'conda:\s*\n\s*"([^"]+)"', body)
+            assert match, f"{smk.name}: rule {name} has no conda: env"
+            env_file = (smk.parent / match.group(1)).resolve()
+            env = yaml.safe_load(env_file.read_text())
+            deps = env["dependencies"]
+            assert "python=3.11" in deps, env_file
+            for pip in (d["pip"] for d in deps if isinstance(d, dict)):
+                for line in pip:
+                    pkg, sep, version = line.partition("==")
+                    if sep:
+                        assert pins.get(pkg) == version, f"{env_file.name}: {line} but pyproject pins {pins.get(pkg)}"
+    assert rules >= 15
