@@ -128,7 +128,7 @@ def report(tmp_path_factory):
 def test_report_has_summary_figures_and_resources(report):
     html = (report / "report.html").read_text()
     # results are embedded as data: URIs; the summary table is one of them
-    embedded = [base64.b64decode(m) for m in re.findall(r"data:text/html;charset=utf8;base64,([A-Za-z0-9+/=]+)", html)]
+    embedded = [base64.b64decode(m) for m in re.findall(r"data:text/html;charset=utf8;(?:filename=[^;\"]*;)?base64,([A-Za-z0-9+/=]+)", html)]
     summary = [blob.decode() for blob in embedded if b'id="summary"' in blob]
     assert summary, "summary table not embedded in the report"
     metrics = json.loads((report / "results/demo_music/ours/seqrec_metrics.json").read_text())
@@ -150,5 +150,6 @@ def test_report_opens_in_headless_browser_without_errors(report):
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     errors = [line for line in console if re.search(r"Uncaught|Error|error", line)]
     assert not errors, "\n".join(errors)
-    dom = proc.stdout
-    assert "<body" in dom and "mmgenrec" in dom  # the app rendered the workflow description
+    app = proc.stdout.partition('<div id="app">')[2]  # what the report's JavaScript app rendered
+    assert "How to read this report" in app  # the workflow description (workflow/report/workflow.rst)
+    assert "1. Summary" in app and "2. Per category" in app and "3. Compute" in app  # the result categories

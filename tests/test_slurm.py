@@ -83,6 +83,9 @@ class Watcher(threading.Thread):
     def __init__(self):
         super().__init__(daemon=True)
         self.jobs: dict[str, dict] = {}
+        self.poll()
+        self.before = {int(j) for j in self.jobs}  # jobs of earlier runs (still listed for MinJobAge)
+        self.jobs = {}
         self.killed: str | None = None
         self.stop = threading.Event()
         self.since = {}
@@ -94,6 +97,8 @@ class Watcher(threading.Thread):
             if len(parts) < 6:
                 continue
             job_id, partition, limit, state, tres, comment = parts
+            if int(job_id) in getattr(self, "before", ()):
+                continue
             self.jobs[job_id] = {"partition": partition, "limit": limit, "state": state, "tres": tres,
                                  "comment": comment.strip()}
 
