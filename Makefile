@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 CORES ?= 2
 
-.PHONY: setup demo test test-all dryrun rulegraph clean-results
+.PHONY: setup demo test test-all dryrun rulegraph report slurm-up slurm-down slurm-demo container-cpu clean-results
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,24 @@ test-all: setup  ## everything, including the SLURM and container suites
 dryrun: setup
 	$(BIN)/snakemake -n --configfile config/demo.yaml
 
-rulegraph: setup
-	$(BIN)/snakemake --rulegraph mermaid-js --configfile config/demo.yaml
+rulegraph: setup  ## redraw workflow/report/rulegraph.svg (README) from the real study's config; needs graphviz
+	$(BIN)/snakemake --rulegraph --configfile config/config.yaml | dot -Tsvg > workflow/report/rulegraph.svg
+
+report: setup  ## results/report.html after a run (summary table, per-category figures, compute per rule)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake --report results/report.html --configfile config/demo.yaml
+
+slurm-up:  ## a single-node SLURM cluster with 2 fake GPUs on this machine (root; installs slurm-wlm + munge)
+	tests/cluster/slurm_up.sh start
+
+slurm-down:  ## stop the daemons slurm-up started
+	tests/cluster/slurm_up.sh stop
+
+slurm-demo: setup slurm-up  ## the demo through profiles/slurm on the local cluster
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/snakemake --profile profiles/slurm --configfile config/demo.yaml
+
+container-cpu:  ## the small offline CPU test image localhost/mmgenrec-cpu:test (podman; root)
+	containers/build_cpu_image.sh
 
 clean-results:
 	rm -rf results resources logs benchmarks/*/ .snakemake

@@ -12,6 +12,10 @@ if not config:
 validate(config, "config/schema.yaml")
 
 
+# Every rule runs in this image under --sdm apptainer (containers/README.md); without it, in the current environment.
+container: config["container"]
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
@@ -20,8 +24,10 @@ include: "rules/quantize.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/enrich.smk"
+include: "rules/report.smk"
 
 
 rule all:
     input:
         all_targets(),
+        report_targets(),

@@ -46,7 +46,12 @@ def stage_params(section):
 
 
 def rule_resources(rule_name, key, default):
-    return config.get("resources", {}).get(rule_name, {}).get(key, default)
+    """``config['resources'][rule_name][key]``; ``runtime`` (minutes) grows with the attempt, so a job that is
+    retried after hitting its time limit (profiles/slurm: retries) asks for 2x, then 3x the time."""
+    value = config.get("resources", {}).get(rule_name, {}).get(key, default)
+    if key == "runtime":
+        return lambda wildcards, attempt: value * attempt
+    return value
 
 
 def source_of(category):

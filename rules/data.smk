@@ -14,6 +14,8 @@ rule synthesize_raw:
         "logs/synthesize_raw/{category}.log",
     benchmark:
         "benchmarks/synthesize_raw/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/synthesize_raw.py"
 
@@ -32,6 +34,8 @@ rule download_raw:
         "logs/download_raw/{category}.log",
     benchmark:
         "benchmarks/download_raw/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/download_raw.py"
 
@@ -53,6 +57,8 @@ rule fetch_images:
         "logs/fetch_images/{category}.log",
     benchmark:
         "benchmarks/fetch_images/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/fetch_images.py"
 
@@ -68,6 +74,8 @@ rule fetch_prepared:
         "logs/fetch_prepared/{category}.log",
     benchmark:
         "benchmarks/fetch_prepared/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/fetch_prepared.py"
 
@@ -93,5 +101,7 @@ rule prepare:
         "logs/prepare/{category}.log",
     benchmark:
         "benchmarks/prepare/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/prepare.py"

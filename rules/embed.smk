@@ -18,5 +18,7 @@ rule embed:
         "logs/embed/{category}.log",
     benchmark:
         "benchmarks/embed/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/embed.py"

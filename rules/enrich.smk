@@ -70,6 +70,8 @@ rule enrich:
         "logs/enrich/{category}.log",
     benchmark:
         "benchmarks/enrich/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/enrich.py"
 
@@ -87,6 +89,8 @@ rule enrich_checks:
         "logs/enrich_checks/{category}.log",
     benchmark:
         "benchmarks/enrich_checks/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/enrich_checks.py"
 
@@ -108,5 +112,7 @@ rule enrich_utility:
         "logs/enrich_utility/{category}.log",
     benchmark:
         "benchmarks/enrich_utility/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/enrich_utility.py"

@@ -20,6 +20,8 @@ rule evaluate_ours:
         "logs/evaluate_ours/{category}.log",
     benchmark:
         "benchmarks/evaluate_ours/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/evaluate_ours.py"
 
@@ -36,6 +38,8 @@ rule evaluate_popularity:
         "logs/evaluate_popularity/{category}.log",
     benchmark:
         "benchmarks/evaluate_popularity/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/evaluate_popularity.py"
 
@@ -49,5 +53,7 @@ rule summary:
         md="results/summary.md",
     log:
         "logs/summary/summary.log",
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow/scripts/summary.py"

@@ -56,6 +56,8 @@ rule finetune:
         "logs/finetune/{category}.log",
     benchmark:
         "benchmarks/finetune/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/finetune.py"
 
@@ -89,5 +91,7 @@ rule merge_adapters:
         "logs/merge_adapters/{category}.log",
     benchmark:
         "benchmarks/merge_adapters/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/merge_adapters.py"

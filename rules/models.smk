@@ -12,6 +12,8 @@ if config["model"]["build_tiny"]:
             "logs/build_tiny_model/build.log",
         benchmark:
             "benchmarks/build_tiny_model/build.tsv"
+        conda:
+            "../envs/torch.yaml"
         script:
             "../workflow/scripts/build_tiny_model.py"
 
@@ -28,5 +30,7 @@ elif config["model"].get("hf_repo"):
             "logs/download_model/download.log",
         benchmark:
             "benchmarks/download_model/download.tsv"
+        conda:
+            "../envs/torch.yaml"
         script:
             "../workflow/scripts/download_model.py"

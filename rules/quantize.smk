@@ -14,5 +14,7 @@ rule quantize:
         "logs/quantize/{category}.log",
     benchmark:
         "benchmarks/quantize/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/quantize.py"

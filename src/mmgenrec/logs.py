@@ -16,6 +16,8 @@ def setup(log_path: str | None, threads: int | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)
     logging.captureWarnings(True)
+    # Which GPUs the scheduler gave this job (SLURM sets it for --gpus jobs only); tests/test_slurm.py reads it.
+    logging.getLogger("mmgenrec.logs").info("CUDA_VISIBLE_DEVICES=%s", os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>"))
     if threads:
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         import torch
