@@ -74,7 +74,7 @@ def bootstrap_rows(topk_files: list[str | Path], metrics: tuple[str, ...], *, n_
     for cat in sorted(by_cat):
         values = {m: per_user_values(p, metrics) for m, p in by_cat[cat].items()}
         for a, b in itertools.combinations(sorted(values), 2):
-            joined = values[a].join(values[b], lsuffix="_a", rsuffix="_b", how="inner")
+            joined = values[a].merge(values[b], left_index=True, right_index=True, suffixes=("_a", "_b"))
             if len(joined) != len(values[a]) or len(joined) != len(values[b]):
                 raise InputError(f"{cat}: {a} and {b} were evaluated on different users "
                                  f"({len(values[a])} vs {len(values[b])}, {len(joined)} shared)")
@@ -130,7 +130,8 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
             if metric in data:
                 rows.append({"task": "seqrec", "category": category, "method": method, "metric": metric,
                              "value": float(data[metric])})
-        for metric, stats in data.get("template_stats", {}).items() if len(data.get("template_ids", [])) > 1 else ():
+        several = len(data.get("template_ids", [])) > 1  # min/max over prompt templates
+        for metric, stats in (data.get("template_stats", {}) if several else {}).items():
             for key in ("min", "max"):
                 rows.append({"task": "seqrec", "category": category, "method": method,
                              "metric": f"{metric} template {key}", "value": float(stats[key])})

@@ -201,19 +201,21 @@ def heldout_items(enriched_json, split_json, items: dict) -> list[str]:
     enriched, split = read_json(enriched_json), read_json(split_json)
     if not isinstance(split, dict) or not isinstance(split.get("heldout"), list):
         raise InputError(f"{split_json}: expected {{\"train\": [...], \"heldout\": [...]}}")
-    out = []
+    out, missing = [], []
     for pos, raw in enumerate(split["heldout"]):
         item = str(raw)
         if item not in items:
             raise InputError(f"{split_json}: heldout[{pos}]: item {item} is not in the prepared item file")
         entry = enriched.get(item)
         if entry is None:
-            log.warning("held-out item %s has no enriched entry; skipped", item)
+            missing.append(item)
             continue
         if not isinstance(entry, dict):
             raise InputError(f"{enriched_json}: item {item}: expected an object of enriched fields")
         if reference_text(entry):
             out.append(item)
+    if missing:
+        log.warning("%d held-out items have no enriched entry and are skipped (e.g. %s)", len(missing), missing[:5])
     return out
 
 

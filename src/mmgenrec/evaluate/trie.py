@@ -3,9 +3,11 @@
 Every item ID is a fixed-length sequence of ``L`` tokens (``<a_12><b_7><c_3><d_31>`` is 4 tokens); the decoded
 answer is those ``L`` tokens followed by EOS. :class:`ItemTrie` compiles all item sequences ONCE into flat tensors:
 
-* a transition table: the sorted edge keys ``parent_node * K + token`` (``K`` = largest token id + 2) and the child
-  node of each edge. A beam's node is recomputed at every step from its generated suffix with one
-  ``searchsorted`` per generated token (at most ``L + 1``), so beam reordering by the search does not matter;
+* per depth ``d``, the sorted keys of all item prefixes of length ``d`` (each item token gets a local digit, a
+  prefix is the base-(T+1) number of its digits) and their node ids. A beam's node is recomputed at every step
+  from its generated suffix with ONE gather + weighted sum + ``searchsorted`` (plus a finish check after the full
+  item), so beam reordering by the search does not matter and no per-token loop runs; a transition table (sorted
+  edge keys ``parent_node * K + token``, ``K`` = largest token id + 2) backs tries too deep for int64 keys;
 * the allowed next tokens of every node in CSR form (``node_start``, ``node_tokens``), and per depth the largest
   number of allowed tokens, so one step gathers a ``[n_beams, width]`` index block with no Python loop over beams.
 
@@ -16,7 +18,7 @@ constraint; allows only EOS so the beam ends, and it is counted invalid afterwar
 :class:`TrieLogitsProcessor` masks the ``[n_beams, vocab]`` scores IN PLACE: it gathers the allowed scores,
 fills the row with ``-inf`` and scatters the allowed scores back. This is exactly ``masked_fill_(~allowed, -inf)``
 with the boolean allowed mask, without materialising that ``[n_beams, vocab]`` mask (cheaper at a 152k vocab; see
-``benchmarks/decode_masking.md``). The allowed-token block repeats a node's last token as padding, so the scatter
+``benchmarks/decode.md``). The allowed-token block repeats a node's last token as padding, so the scatter
 writes identical values to duplicate indices and stays deterministic. In place is safe inside ``generate``: beam
 search hands the processors a fresh ``log_softmax`` tensor (greedy/sampling a fresh copy of the logits).
 
