@@ -46,9 +46,15 @@ def make_items(rng, vocab, n_items, levels, codes):
     return seqs, first
 
 
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def masking(args, rng, seqs, first, eos, pad):
+    dev = torch.device(args.device)
     t0 = time.perf_counter()
-    trie = ItemTrie(seqs, eos_token_id=eos, pad_token_id=pad)
+    trie = ItemTrie(seqs, eos_token_id=eos, pad_token_id=pad).to(dev)
     compile_s = time.perf_counter() - t0
     rows = args.beams * args.batch
     reference = PrefixConstrainedLogitsProcessor(
@@ -59,20 +65,22 @@ def masking(args, rng, seqs, first, eos, pad):
           f"{args.batch} = {rows} rows, median of {args.repeats} interleaved repeats\n")
     print("| generated tokens | reference ms/step | vectorised ms/step | reference / vectorised |")
     print("|---|---:|---:|---:|")
-    buf = torch.empty(rows, args.vocab)
+    buf = torch.empty(rows, args.vocab, device=dev)
     tot_ref = tot_vec = 0.0
     for g in range(args.levels + 1):
         picks = rng.integers(0, len(seqs), rows)
         full = [seqs[i] + [eos] for i in picks]
         generated = torch.tensor([f[:g] for f in full], dtype=torch.long).reshape(rows, g)
-        input_ids = torch.cat([torch.randint(0, first, (rows, args.prompt_len)), generated], dim=1)
-        base = torch.log_softmax(torch.randn(rows, args.vocab), dim=-1)
+        input_ids = torch.cat([torch.randint(0, first, (rows, args.prompt_len)), generated], dim=1).to(dev)
+        base = torch.log_softmax(torch.randn(rows, args.vocab), dim=-1).to(dev)
         times = {"ref": [], "vec": []}
         for _ in range(args.repeats):
             for name, fn in (("ref", reference), ("vec", vectorised)):
                 buf.copy_(base)
+                _sync(dev)
                 t0 = time.perf_counter()
                 fn(input_ids, buf)
+                _sync(dev)
                 times[name].append(time.perf_counter() - t0)
         expected = reference(input_ids, base.clone())
         assert torch.equal(expected, vectorised(input_ids, base.clone())), f"outputs differ at step {g}"
@@ -83,8 +91,10 @@ def masking(args, rng, seqs, first, eos, pad):
     fill = []
     for _ in range(args.repeats):
         buf.copy_(base)
+        _sync(dev)
         t0 = time.perf_counter()
         buf.fill_(-float("inf"))
+        _sync(dev)
         fill.append(time.perf_counter() - t0)
     print(f"\nFloor: one `fill_(-inf)` over the [{rows}, {args.vocab}] scores takes "
           f"{1000 * statistics.median(fill):.2f} ms; the vectorised step is that plus the lookup and the gather/scatter.")
@@ -93,14 +103,17 @@ def masking(args, rng, seqs, first, eos, pad):
 def end_to_end(args, rng, seqs, first, eos, pad):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
+    dev = torch.device(args.device)
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=args.vocab, hidden_size=args.e2e_hidden, intermediate_size=2 * args.e2e_hidden,
-                      num_hidden_layers=args.e2e_layers, num_attention_heads=4, num_key_value_heads=2,
+    cfg = Qwen2Config(vocab_size=args.vocab, hidden_size=args.e2e_hidden,
+                      intermediate_size=args.e2e_intermediate or 2 * args.e2e_hidden,
+                      num_hidden_layers=args.e2e_layers, num_attention_heads=args.e2e_heads,
+                      num_key_value_heads=args.e2e_kv_heads,
                       max_position_embeddings=512, pad_token_id=pad, eos_token_id=eos, bos_token_id=pad,
                       tie_word_embeddings=True)
-    model = Qwen2ForCausalLM(cfg).eval()
+    model = Qwen2ForCausalLM(cfg).eval().to(dev, torch.bfloat16 if dev.type == "cuda" else torch.float32)
     n_params = sum(p.numel() for p in model.parameters())
-    trie = ItemTrie(seqs, eos_token_id=eos, pad_token_id=pad)
+    trie = ItemTrie(seqs, eos_token_id=eos, pad_token_id=pad).to(dev)
     batches = []
     for _ in range(0, args.users, args.batch):
         ids = torch.randint(0, first - 100, (args.batch, args.prompt_len))
@@ -108,10 +121,11 @@ def end_to_end(args, rng, seqs, first, eos, pad):
         for b in range(args.batch):  # left padding of random width
             n_pad = int(rng.integers(0, args.prompt_len // 2))
             ids[b, :n_pad], mask[b, :n_pad] = pad, 0
-        batches.append({"input_ids": ids, "attention_mask": mask})
+        batches.append({"input_ids": ids.to(dev), "attention_mask": mask.to(dev)})
 
     def run(kind):
         ranked, scores = [], []
+        _sync(dev)
         t0 = time.perf_counter()
         for batch in batches:
             proc = [] if kind == "none" else None
@@ -123,6 +137,7 @@ def end_to_end(args, rng, seqs, first, eos, pad):
             assert n_invalid == 0 or kind == "none"
             ranked += r
             scores += s
+        _sync(dev)
         return time.perf_counter() - t0, ranked, scores
 
     logging.getLogger("mmgenrec.evaluate.trie").setLevel(logging.ERROR)  # unconstrained: "no valid items" warnings
@@ -159,6 +174,10 @@ def main():
     ap.add_argument("--users", type=int, default=32, help="end-to-end users (0 skips part 2)")
     ap.add_argument("--e2e-hidden", type=int, default=64)
     ap.add_argument("--e2e-layers", type=int, default=2)
+    ap.add_argument("--e2e-heads", type=int, default=4)
+    ap.add_argument("--e2e-kv-heads", type=int, default=2)
+    ap.add_argument("--e2e-intermediate", type=int, default=0, help="0: 2 x hidden")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 model on cuda)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     args = ap.parse_args()
     if args.threads:
@@ -167,7 +186,7 @@ def main():
     seqs, first = make_items(rng, args.vocab, args.items, args.levels, args.codes)
     eos, pad = first - 20, first - 22
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"CPU only\n")
+          f"device {args.device}\n")
     masking(args, rng, seqs, first, eos, pad)
     if args.users:
         end_to_end(args, rng, seqs, first, eos, pad)
