@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 
 def cooccurrence_labels(train_seqs: Sequence[Sequence[int]], n_items: int) -> np.ndarray:
     """Per item, the item sharing the most training sequences with it (lowest id on ties); -1 if none."""
-    from scipy import sparse
-
     rows, cols = [], []
     for seq in train_seqs:
         u = np.unique(np.asarray(seq, dtype=np.int64))
@@ -41,14 +39,14 @@ def cooccurrence_labels(train_seqs: Sequence[Sequence[int]], n_items: int) -> np
     labels = np.full(n_items, -1, dtype=np.int64)
     if not rows:
         return labels
-    counts = sparse.coo_matrix((np.ones(sum(len(r) for r in rows)), (np.concatenate(rows), np.concatenate(cols))),
-                               shape=(n_items, n_items)).tocsr()  # duplicates summed: shared-sequence counts
-    counts.sort_indices()
-    for i in range(n_items):
-        lo, hi = counts.indptr[i], counts.indptr[i + 1]
-        if hi > lo:
-            # argmax returns the first maximum; indices are sorted, so ties go to the lowest id
-            labels[i] = counts.indices[lo + int(np.argmax(counts.data[lo:hi]))]
+    # count each (item, other) pair over sequences, then per item the largest count, ties to the lowest other id
+    pairs, counts = np.unique(np.concatenate(rows) * n_items + np.concatenate(cols), return_counts=True)
+    item, other = pairs // n_items, pairs % n_items
+    order = np.lexsort((other, -counts, item))  # by item, then count descending, then other ascending
+    item, other = item[order], other[order]
+    first = np.ones(len(item), dtype=bool)
+    first[1:] = item[1:] != item[:-1]
+    labels[item[first]] = other[first]
     return labels
 
 
