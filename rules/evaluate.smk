@@ -1,15 +1,52 @@
+# Evaluation: constrained-decoding seqrec for every generative method (ours, ours_merged, ...), the popularity
+# baseline, mmitemenrich text generation (ours* + generation-only baselines), I2I embedding quality, and the summary.
+import re
+
+EVAL = config["evaluate"]
+TEXTGEN = EVAL.get("textgen", {})
+TEXTGEN_BASELINES = TEXTGEN.get("baselines", {}) if TEXTGEN.get("enabled", False) else {}
+TEXTGEN_SYSTEMS = (GENERATIVE_METHODS + list(TEXTGEN_BASELINES)) if TEXTGEN.get("enabled", False) else []
+I2I_ENABLED = EVAL.get("i2i", {}).get("enabled", True)
+# the decoding keys of the evaluate section: only these rerun a seqrec evaluation when changed
+DECODE_KEYS = ("batch_size", "max_users", "num_beams", "split", "template_ids", "top_k")
+TEXTGEN_KEYS = ("batch_size", "bertscore_model", "max_items", "max_new_tokens", "max_text_chars", "use_images")
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"  # an empty list matches nothing
+
+
+def decode_params(wildcards):
+    cfg = merged("evaluate", wildcards.category)
+    return {k: cfg[k] for k in DECODE_KEYS if k in cfg}
+
+
+def textgen_params(wildcards):
+    cfg = merged("evaluate", wildcards.category).get("textgen", {})
+    return canonical({k: cfg[k] for k in TEXTGEN_KEYS if k in cfg})
+
+
+def textgen_baseline_model(wildcards):
+    spec = TEXTGEN_BASELINES[wildcards.method]
+    return base_model() if spec["kind"] == "vlm" else spec["path"]
+
+
 rule evaluate_ours:
+    # every method in GENERATIVE_METHODS (ours and its variants): results/<cat>/<method>/model -> seqrec metrics
     input:
         model=base_model(),
-        adapter="results/{category}/ours/model",
+        adapter="results/{category}/{method}/model",
         inter=prepared("{category}", "inter.json"),
         index="results/{category}/ids/rqvae/index.json",
     output:
-        metrics="results/{category}/ours/seqrec_metrics.json",
-        topk="results/{category}/ours/seqrec_topk.jsonl",
+        metrics="results/{category}/{method}/seqrec_metrics.json",
+        topk="results/{category}/{method}/seqrec_topk.jsonl",
+    wildcard_constraints:
+        method=_alternatives(GENERATIVE_METHODS),
     params:
-        cfg=stage_params("evaluate"),
+        cfg=decode_params,
         max_history=lambda wc: merged("finetune", wc.category)["max_history"],
+        codebook_size=lambda wc: merged("quantize", wc.category)["codebook_size"],
         model=model_runtime(),
     threads: rule_resources("evaluate", "threads", 2)
     resources:
@@ -17,9 +54,9 @@ rule evaluate_ours:
         mem_mb=rule_resources("evaluate", "mem_mb", 8000),
         runtime=rule_resources("evaluate", "runtime", 120),
     log:
-        "logs/evaluate_ours/{category}.log",
+        "logs/evaluate_{method}/{category}.log",
     benchmark:
-        "benchmarks/evaluate_ours/{category}.tsv"
+        "benchmarks/evaluate_{method}/{category}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -33,7 +70,7 @@ rule evaluate_popularity:
         metrics="results/{category}/popularity/seqrec_metrics.json",
         topk="results/{category}/popularity/seqrec_topk.jsonl",
     params:
-        cfg=stage_params("evaluate"),
+        cfg=decode_params,
     log:
         "logs/evaluate_popularity/{category}.log",
     benchmark:
@@ -44,16 +81,117 @@ rule evaluate_popularity:
         "../workflow/scripts/evaluate_popularity.py"
 
 
+rule textgen_ours:
+    # mmitemenrich generations of a finetuned method on the held-out enriched items
+    input:
+        model=base_model(),
+        adapter="results/{category}/{method}/model",
+        item_json=prepared("{category}", "item.json"),
+        images="results/{category}/prepared/images",
+        enriched="results/{category}/enrich/enriched.json",
+        split="results/{category}/enrich/split.json",
+    output:
+        metrics="results/{category}/{method}/textgen_metrics.json",
+        generations="results/{category}/{method}/textgen_generations.jsonl",
+    wildcard_constraints:
+        method=_alternatives(GENERATIVE_METHODS),
+    params:
+        cfg=textgen_params,
+        kind="vlm",
+        model=model_runtime(),
+    threads: rule_resources("evaluate", "threads", 2)
+    resources:
+        gpu=rule_resources("evaluate", "gpu", 1),
+        mem_mb=rule_resources("evaluate", "mem_mb", 8000),
+        runtime=rule_resources("evaluate", "runtime", 120),
+    log:
+        "logs/textgen_{method}/{category}.log",
+    benchmark:
+        "benchmarks/textgen_{method}/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/evaluate_textgen.py"
+
+
+rule textgen_baseline:
+    # generation-only baselines: the untuned base VLM, BLIP-2, InstructBLIP (local folders)
+    input:
+        model=textgen_baseline_model,
+        item_json=prepared("{category}", "item.json"),
+        images="results/{category}/prepared/images",
+        enriched="results/{category}/enrich/enriched.json",
+        split="results/{category}/enrich/split.json",
+    output:
+        metrics="results/{category}/{method}/textgen_metrics.json",
+        generations="results/{category}/{method}/textgen_generations.jsonl",
+    wildcard_constraints:
+        method=_alternatives(TEXTGEN_BASELINES),
+    params:
+        cfg=textgen_params,
+        kind=lambda wc: TEXTGEN_BASELINES[wc.method]["kind"],
+        model=model_runtime(),
+    threads: rule_resources("evaluate", "threads", 2)
+    resources:
+        gpu=rule_resources("evaluate", "gpu", 1),
+        mem_mb=rule_resources("evaluate", "mem_mb", 8000),
+        runtime=rule_resources("evaluate", "runtime", 120),
+    log:
+        "logs/textgen_{method}/{category}.log",
+    benchmark:
+        "benchmarks/textgen_{method}/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/evaluate_textgen.py"
+
+
+rule evaluate_i2i:
+    # item-to-item quality of the raw embeddings and of every generative method's finetuned ID-token rows
+    input:
+        model=base_model(),
+        inter=prepared("{category}", "inter.json"),
+        npy="results/{category}/embed/qwen_mm.npy",
+        index="results/{category}/ids/rqvae/index.json",
+        adapters=expand("results/{{category}}/{method}/model", method=GENERATIVE_METHODS),
+    output:
+        "results/{category}/i2i_metrics.json",
+    params:
+        methods=GENERATIVE_METHODS,
+        model=model_runtime(),
+    threads: rule_resources("evaluate", "threads", 2)
+    resources:
+        gpu=rule_resources("evaluate", "gpu", 1),
+        mem_mb=rule_resources("evaluate", "mem_mb", 8000),
+        runtime=rule_resources("evaluate", "runtime", 120),
+    log:
+        "logs/evaluate_i2i/{category}.log",
+    benchmark:
+        "benchmarks/evaluate_i2i/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/evaluate_i2i.py"
+
+
 rule summary:
     input:
         metrics=expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES, method=METHODS),
+        topk=expand("results/{category}/{method}/seqrec_topk.jsonl", category=CATEGORIES, method=METHODS),
+        textgen=expand("results/{category}/{method}/textgen_metrics.json", category=CATEGORIES,
+                       method=TEXTGEN_SYSTEMS),
+        i2i=expand("results/{category}/i2i_metrics.json", category=CATEGORIES) if I2I_ENABLED else [],
         data=[prepared(cat, "stats.json") for cat in CATEGORIES],
     output:
         csv="results/summary.csv",
+        parquet="results/summary.parquet",
         md="results/summary.md",
+        plots=directory("results/plots"),
+    params:
+        boot=canonical({k: EVAL[k] for k in ("n_boot", "seed", "ci", "bootstrap_metrics") if k in EVAL}),
     log:
         "logs/summary/summary.log",
     conda:
-        "../envs/data.yaml"
+        "../envs/report.yaml"
     script:
         "../workflow/scripts/summary.py"

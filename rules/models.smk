@@ -34,3 +34,24 @@ elif config["model"].get("hf_repo"):
             "../envs/torch.yaml"
         script:
             "../workflow/scripts/download_model.py"
+
+
+# Tiny random BLIP-2 / InstructBLIP for the demo's text-generation baselines (evaluate.textgen.baselines with
+# build_tiny: true). The real study copies Salesforce checkpoints to the configured local paths.
+for _name, _spec in config["evaluate"].get("textgen", {}).get("baselines", {}).items():
+    if _spec.get("build_tiny") and _spec["kind"] in ("blip2", "instructblip"):
+
+        rule:
+            name:
+                f"build_tiny_{_name}"
+            output:
+                directory(_spec["path"]),
+            params:
+                kind=_spec["kind"],
+                tiny=canonical(_spec.get("tiny", {})),
+            log:
+                f"logs/build_tiny_{_name}/build.log",
+            conda:
+                "../envs/torch.yaml"
+            script:
+                "../workflow/scripts/build_tiny_blip.py"

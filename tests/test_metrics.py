@@ -74,3 +74,40 @@ def test_popularity_order_and_ties():
     assert popularity_topk([], n_items=3, k=5) == [0, 1, 2]
     with pytest.raises(ValueError):
         popularity_topk([[7]], n_items=3, k=2)
+
+
+# ------------------------------------------------------------------------------------------- bootstrap, collisions
+from mmgenrec.evaluate.metrics import collided_items, collision_groups, paired_bootstrap  # noqa: E402
+
+
+def test_paired_bootstrap_equals_hand_resampling():
+    a = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
+    b = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 1.0])
+    r = paired_bootstrap(a, b, n_boot=50, seed=3, ci=0.9, chunk=7)  # chunking must not change the draws
+    rng = np.random.default_rng(3)
+    d = a - b
+    boots = d[rng.integers(0, 6, size=(50, 6))].mean(axis=1)
+    assert r["diff"] == pytest.approx(2 / 6)
+    assert r["ci_low"] == pytest.approx(np.quantile(boots, 0.05))
+    assert r["ci_high"] == pytest.approx(np.quantile(boots, 0.95))
+    assert r["p_value"] == pytest.approx(min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean())))
+    assert r["n_users"] == 6 and r["n_boot"] == 50
+    assert paired_bootstrap(a, b, n_boot=50, seed=3, ci=0.9) == r  # seeded: reproducible
+
+
+def test_paired_bootstrap_degenerate_cases():
+    same = paired_bootstrap([0.2, 0.5, 0.9], [0.2, 0.5, 0.9], n_boot=100)
+    assert same["diff"] == same["ci_low"] == same["ci_high"] == 0.0 and same["p_value"] == 1.0
+    const = paired_bootstrap([1.0] * 5, [0.0] * 5, n_boot=100)
+    assert const["ci_low"] == const["ci_high"] == 1.0 and const["p_value"] == 0.0
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError):
+        paired_bootstrap([], [])
+
+
+def test_collision_groups():
+    index = {0: ["<a_1>", "<b_2>"], 1: ["<a_1>", "<b_3>"], 2: ["<a_1>", "<b_2>"], 3: ["<a_0>", "<b_0>"]}
+    groups = collision_groups(index)
+    assert groups[("<a_1>", "<b_2>")] == [0, 2] and len(groups) == 3
+    assert collided_items(index) == {0, 2}

@@ -1,6 +1,13 @@
-"""Snakemake adapter: all categories x methods -> results/summary.csv + a Markdown table."""
+"""Snakemake adapter: every category x method x metric -> summary CSV/Parquet, Markdown, bootstrap CIs, plots."""
 from mmgenrec import logs
 from mmgenrec.evaluate.summary import summarize
 
 logs.setup(snakemake.log[0])
-summarize(snakemake.input.metrics, snakemake.output.csv, snakemake.output.md, data_stats=snakemake.input.data)
+boot = snakemake.params.boot
+summarize(
+    snakemake.input.metrics, snakemake.output.csv, snakemake.output.md, parquet_path=snakemake.output.parquet,
+    plots_dir=snakemake.output.plots, data_stats=snakemake.input.data, topk_files=snakemake.input.topk,
+    textgen_files=snakemake.input.textgen, i2i_files=snakemake.input.i2i,
+    bootstrap_metrics=tuple(boot.get("bootstrap_metrics", ("HR@10", "NDCG@10"))), n_boot=boot.get("n_boot", 1000),
+    seed=boot.get("seed", 0), ci=boot.get("ci", 0.95),
+)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["target_ranks", "per_user_metrics", "rank_metrics", "popularity_topk"]
+__all__ = ["target_ranks", "per_user_metrics", "rank_metrics", "popularity_topk", "paired_bootstrap",
+           "collision_groups", "collided_items"]
 
 
 def target_ranks(topk: Sequence[Sequence[int]], targets: Sequence[int]) -> np.ndarray:
@@ -72,3 +73,45 @@ def popularity_topk(train_seqs: Sequence[Sequence[int]], n_items: int, k: int) -
     counts = np.bincount(flat, minlength=n_items)
     order = np.argsort(-counts, kind="stable")  # stable: equal counts keep ascending id order
     return [int(i) for i in order[:k]]
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, n_boot: int = 1000, seed: int = 0,
+                     ci: float = 0.95, chunk: int = 200) -> dict[str, float]:
+    """Paired bootstrap of ``mean(a) - mean(b)`` over users (``a[i]``, ``b[i]``: the same user under two methods).
+
+    Users are resampled with replacement ``n_boot`` times (numpy ``default_rng(seed)``, so the interval is
+    reproducible); the interval is the percentile interval of the resampled differences. ``p_value`` is the
+    two-sided bootstrap p-value of "no difference": twice the smaller share of resampled differences on either
+    side of 0 (capped at 1). Returns ``diff``, ``ci_low``, ``ci_high``, ``p_value``, ``n_users``, ``n_boot``.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"paired samples must be 1-D and of equal length, got {a.shape} and {b.shape}")
+    if a.size == 0:
+        raise ValueError("no users to bootstrap")
+    if n_boot < 1 or not 0 < ci < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < ci < 1, got {n_boot}, {ci}")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for start in range(0, n_boot, chunk):  # [chunk, n] index blocks keep memory bounded for 10^5 users
+        m = min(chunk, n_boot - start)
+        boots[start:start + m] = d[rng.integers(0, d.size, size=(m, d.size))].mean(axis=1)
+    alpha = (1 - ci) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    p = min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean()))
+    return {"diff": float(d.mean()), "ci_low": float(lo), "ci_high": float(hi), "p_value": float(p),
+            "n_users": int(d.size), "n_boot": int(n_boot)}
+
+
+def collision_groups(index: dict[int, Sequence[str]]) -> dict[tuple[str, ...], list[int]]:
+    """Token tuple -> the items (ascending ids) that carry it; a group of 2+ items is a collision."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for item in sorted(index):
+        groups.setdefault(tuple(index[item]), []).append(int(item))
+    return groups
+
+
+def collided_items(index: dict[int, Sequence[str]]) -> set[int]:
+    """Items whose token tuple is shared with at least one other item."""
+    return {i for items in collision_groups(index).values() if len(items) > 1 for i in items}

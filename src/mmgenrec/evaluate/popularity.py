@@ -16,5 +16,5 @@ def evaluate_popularity(inter_json: str | Path, metrics_path: str | Path, topk_p
     ranked = popularity_topk([seq[:-2] for seq in sequences.values()], n_items, top_k)
     examples = split_examples(sequences, split, max_history=1)
     return write_results(metrics_path, topk_path, [u for u, _, _ in examples], [t for _, _, t in examples],
-                         [ranked] * len(examples), {"method": "popularity", "split": split,
-                                                     "invalid_beam_fraction": 0.0})
+                         {"none": [ranked] * len(examples)},
+                         {"method": "popularity", "split": split, "invalid_beam_fraction": 0.0})

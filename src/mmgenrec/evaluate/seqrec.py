@@ -1,21 +1,41 @@
-"""Sequential recommendation evaluation: trie-constrained beam search over real item IDs, every test user once."""
+"""Sequential recommendation evaluation: trie-constrained beam search over real item IDs, every test user once
+per prompt template.
+
+The item vocabulary comes from the index file (``results/<cat>/ids/<idset>/index.json``): any number of levels,
+codes checked against ``codebook_size`` when given. When the index has collisions (several items share one token
+tuple), the trie holds each tuple once and a decoded tuple stands for all its items, listed in ascending id order
+(the model cannot tell them apart); ``collision_target_fraction`` reports how many test targets are affected.
+
+Outputs (:func:`write_results`, shared with the baselines):
+
+* ``seqrec_metrics.json``: the metrics averaged over users and templates (``HR@k``, ``NDCG@k``, ``MRR``), their
+  mean/min/max over templates (``template_stats``), the per-template means (``per_template``), invalid-beam and
+  collision-affected-target rates, timings;
+* ``seqrec_topk.jsonl``: one line per test user: ``topk`` (first template), the per-user metrics averaged over the
+  templates (what the summary's paired bootstrap resamples), ``collided_target``, and with several templates
+  ``per_template`` top-k lists.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
-from mmgenrec.evaluate.metrics import per_user_metrics, rank_metrics
+from mmgenrec.evaluate.metrics import collided_items, collision_groups, per_user_metrics
 from mmgenrec.evaluate.trie import ItemTrie, generate_topk
 from mmgenrec.io import InputError, atomic_path, read_json, write_json
-from mmgenrec.models.loading import load_finetuned
-from mmgenrec.prompts import render, seqrec_messages, sid_string
+from mmgenrec.prompts import SEQREC_TEMPLATES, render, seqrec_messages, sid_string
 
 log = logging.getLogger(__name__)
+
+EOS_TOKEN = "<|im_end|>"  # the end-of-turn token that closes every answer at training time (prompts.render)
+KS, NDCG_KS = (1, 5, 10), (5, 10)
 
 
 def split_examples(sequences: dict[str, list[int]], split: str, max_history: int) -> list[tuple[str, list[int], int]]:
@@ -30,18 +50,70 @@ def split_examples(sequences: dict[str, list[int]], split: str, max_history: int
     return out
 
 
-def write_results(metrics_path, topk_path, users, targets, topk, summary: dict) -> dict:
-    """Shared by every method: metrics JSON (means) + per-user JSONL (top-k, target, per-user metrics)."""
-    ks = summary.pop("ks", (1, 5, 10))
-    metrics = rank_metrics(topk, targets, ks=ks, ndcg_ks=(5, 10))
-    per_user = per_user_metrics(topk, targets, ks=ks, ndcg_ks=(5, 10))
+def template_stats(per_template: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """metric -> {mean, min, max} over the templates' mean values (as the original study reports)."""
+    names = next(iter(per_template.values())).keys()
+    return {m: {"mean": float(np.mean([t[m] for t in per_template.values()])),
+                "min": float(min(t[m] for t in per_template.values())),
+                "max": float(max(t[m] for t in per_template.values()))} for m in names}
+
+
+def write_results(metrics_path, topk_path, users: Sequence[str], targets: Sequence[int],
+                  topk_by_template: dict[str, list[list[int]]], summary: dict, *,
+                  collided: set[int] = frozenset()) -> dict:
+    """Shared by every method: metrics JSON + per-user JSONL.
+
+    ``topk_by_template`` maps a template id (as a string) to the ranked lists of every user; a baseline without
+    prompts passes one entry. The headline metrics are means over users of the per-user metric averaged over
+    templates (= the mean over templates of the per-template means).
+    """
+    if not topk_by_template:
+        raise ValueError("no ranked lists")
+    per_user = {tid: per_user_metrics(lists, targets, ks=KS, ndcg_ks=NDCG_KS) for tid, lists in topk_by_template.items()}
+    names = list(next(iter(per_user.values())))
+    user_mean = {m: np.mean([per_user[t][m] for t in per_user], axis=0) for m in names}
+    per_template = {t: {m: float(v.mean()) for m, v in pu.items()} for t, pu in per_user.items()}
+    hit = np.array([t in collided for t in targets], dtype=bool)
+    first = next(iter(topk_by_template))
     with atomic_path(topk_path) as tmp, open(tmp, "w") as f:
-        for i, (u, t, items) in enumerate(zip(users, targets, topk)):
-            row = {"user": u, "target": t, "topk": items, **{k: float(v[i]) for k, v in per_user.items()}}
+        for i, (u, t) in enumerate(zip(users, targets)):
+            row = {"user": u, "target": int(t), "topk": [int(x) for x in topk_by_template[first][i]],
+                   **{m: float(v[i]) for m, v in user_mean.items()}, "collided_target": bool(hit[i])}
+            if len(topk_by_template) > 1:
+                row["per_template"] = {tid: [int(x) for x in lists[i]] for tid, lists in topk_by_template.items()}
             f.write(json.dumps(row) + "\n")
-    result = {**metrics, "n_users": len(users), **summary}
+    result = {**{m: float(v.mean()) for m, v in user_mean.items()}, "n_users": len(users),
+              "template_ids": list(topk_by_template), "per_template": per_template,
+              "template_stats": template_stats(per_template),
+              "collision_target_fraction": float(hit.mean()) if len(hit) else 0.0, **summary}
     write_json(metrics_path, result)
     return result
+
+
+def item_trie(index: dict[int, list[str]], tokenizer) -> tuple[ItemTrie, list[list[int]]]:
+    """The trie over the index's distinct token tuples and, per trie entry, the items it stands for."""
+    groups = collision_groups(index)
+    vocab = tokenizer.get_vocab()
+    missing = sorted({t for tup in groups for t in tup if t not in vocab})
+    if missing:
+        raise InputError(f"index tokens missing from the model's tokenizer (e.g. {missing[:5]}): the model was "
+                         f"trained on another id set")
+    tuples = list(groups)
+    eos = vocab.get(EOS_TOKEN, tokenizer.eos_token_id)
+    trie = ItemTrie([[vocab[t] for t in tup] for tup in tuples], eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
+    return trie, [groups[tup] for tup in tuples]
+
+
+def expand(ranked_entries: list[int], entry_items: list[list[int]], top_k: int) -> list[int]:
+    """Trie entries (best first) -> item ids, a colliding tuple's items in ascending id order, cut at ``top_k``."""
+    out = [item for e in ranked_entries for item in entry_items[e]]
+    return out[:top_k]
+
+
+def load_index_file(index_json, codebook_size: int | None = None) -> dict[int, list[str]]:
+    from mmgenrec.quantize.run import load_index  # the quantize stage's reader (collisions allowed here)
+
+    return load_index(index_json, allow_collisions=True, codebook_size=codebook_size)
 
 
 def evaluate_seqrec(
@@ -52,47 +124,66 @@ def evaluate_seqrec(
     metrics_path: str | Path,
     topk_path: str | Path,
     *,
+    method: str = "ours",
     split: str = "test",
     num_beams: int = 20,
     top_k: int = 10,
     batch_size: int = 16,
     max_history: int = 20,
-    template_id: int = 0,
+    template_ids: Sequence[int] = (0,),
+    codebook_size: int | None = None,
+    max_users: int | None = None,
     device: str = "auto",
     dtype: str = "auto",
 ) -> dict:
+    """Decode every ``split`` user once per template in ``template_ids`` and write the metrics files."""
+    from mmgenrec.models.loading import load_finetuned
+
     t0 = time.time()
     if num_beams < top_k:
         raise ValueError(f"num_beams ({num_beams}) must be >= top_k ({top_k}) to return {top_k} distinct items")
+    template_ids = [int(t) for t in template_ids]
+    bad = [t for t in template_ids if not 0 <= t < len(SEQREC_TEMPLATES)]
+    if not template_ids or bad:
+        raise ValueError(f"template_ids must be non-empty and within 0..{len(SEQREC_TEMPLATES) - 1}, got {template_ids}")
     sequences = read_json(inter_json)
-    index = {int(k): v for k, v in read_json(index_json).items()}
-    model, processor, meta = load_finetuned(base_dir, adapter_dir, device=device, dtype=dtype)
+    index = load_index_file(index_json, codebook_size)
+    examples = split_examples(sequences, split, max_history)[:max_users]
+    for user, history, target in examples:
+        for item in (*history, target):
+            if item not in index:
+                raise InputError(f"{inter_json}: user {user}: item {item} is not in {index_json}")
+    model, processor, _ = load_finetuned(base_dir, adapter_dir, device=device, dtype=dtype)
     tok = processor.tokenizer
     tok.padding_side = "left"
-    items = sorted(index)
-    if items != list(range(len(items))):
-        raise InputError(f"{index_json}: item ids must be 0..{len(items) - 1}")
-    trie = ItemTrie([tok.convert_tokens_to_ids(index[i]) for i in items], eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-                    pad_token_id=tok.pad_token_id).to(model.device)
-    examples = split_examples(sequences, split, max_history)
-    users, targets, topk, n_invalid, n_beams = [], [], [], 0, 0
-    for start in tqdm(range(0, len(examples), batch_size), desc=f"seqrec {split}", unit="batch"):
-        chunk = examples[start : start + batch_size]
-        prompts = [render(processor, seqrec_messages([sid_string(index[i]) for i in h], template_id))[0]
-                   for _, h, _ in chunk]
-        batch = processor(text=prompts, padding=True, return_tensors="pt").to(model.device)
-        ranked, _, invalid = generate_topk(
-            model, dict(batch), trie, num_beams=num_beams, top_k=top_k, prompt_len=batch["input_ids"].shape[1],
-            eos_token_id=trie.eos_token_id, pad_token_id=tok.pad_token_id,
-        )
-        n_invalid += invalid
-        n_beams += num_beams * len(chunk)
-        users += [u for u, _, _ in chunk]
-        targets += [t for _, _, t in chunk]
-        topk += ranked
-    summary = {"method": "ours", "split": split, "num_beams": num_beams, "template_id": template_id,
+    trie, entry_items = item_trie(index, tok)
+    trie.to(model.device)
+    log.info("%s: %d items, %d distinct ids x %d tokens; %d users x %d templates", method, len(index), len(trie),
+             trie.depth, len(examples), len(template_ids))
+    topk_by_template: dict[str, list[list[int]]] = {}
+    n_invalid = n_beams = 0
+    t_decode = time.time()
+    for tid in template_ids:
+        lists = []
+        for start in tqdm(range(0, len(examples), batch_size), desc=f"seqrec {split} template {tid}", unit="batch"):
+            chunk = examples[start:start + batch_size]
+            prompts = [render(processor, seqrec_messages([sid_string(index[i]) for i in h], tid))[0]
+                       for _, h, _ in chunk]
+            batch = processor(text=prompts, padding=True, return_tensors="pt").to(model.device)
+            ranked, _, invalid = generate_topk(model, dict(batch), trie, num_beams=num_beams,
+                                               top_k=min(top_k, len(trie)), prompt_len=batch["input_ids"].shape[1],
+                                               return_scores=False)
+            n_invalid += invalid
+            n_beams += num_beams * len(chunk)
+            lists += [expand(r, entry_items, top_k) for r in ranked]
+        topk_by_template[str(tid)] = lists
+    decode_s = time.time() - t_decode
+    summary = {"method": method, "split": split, "num_beams": num_beams, "top_k": top_k,
                "invalid_beam_fraction": n_invalid / max(n_beams, 1), "n_invalid_beams": n_invalid,
+               "n_distinct_ids": len(trie), "id_levels": trie.depth,
+               "users_per_second": round(len(examples) * len(template_ids) / max(decode_s, 1e-9), 3),
                "seconds": round(time.time() - t0, 2)}
-    result = write_results(metrics_path, topk_path, users, targets, topk, summary)
-    log.info("%s: %s", split, {k: v for k, v in result.items() if k.startswith(("HR", "NDCG"))})
+    result = write_results(metrics_path, topk_path, [u for u, _, _ in examples], [t for _, _, t in examples],
+                           topk_by_template, summary, collided=collided_items(index))
+    log.info("%s %s: %s", method, split, {k: round(v, 4) for k, v in result.items() if k.startswith(("HR", "NDCG"))})
     return result

@@ -1,14 +1,29 @@
-"""Aggregate every ``seqrec_metrics.json`` into one long table (category x method x metric) and a wide view."""
+"""Gather every category's results into one long table (task x category x method x metric x value), Markdown
+tables, paired bootstrap intervals between methods, and plots.
+
+* ``seqrec``: ``results/<cat>/<method>/seqrec_metrics.json`` (path names category and method);
+* ``bootstrap``: for every category and every pair of methods, the paired bootstrap of the per-user difference
+  (from ``seqrec_topk.jsonl``, users matched by id); ``method`` reads ``A vs B``, metrics ``<M> diff``,
+  ``<M> ci_low``, ``<M> ci_high``, ``<M> p``;
+* ``textgen``: ``results/<cat>/<system>/textgen_metrics.json``;
+* ``i2i``: ``results/<cat>/i2i_metrics.json``, one method per vector source.
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 
 import pandas as pd
 
-from mmgenrec.io import atomic_path, read_json, write_text
+from mmgenrec.evaluate.metrics import paired_bootstrap
+from mmgenrec.io import InputError, atomic_path, read_json, write_text
 
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
+TEXT_METRICS = ("BLEU", "chrF", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BERTScore-F1")
+I2I_METRICS = ("Hit@1", "Hit@5", "Hit@10", "NDCG@10")
+COLUMNS = ["task", "category", "method", "metric", "value"]
 
 
 def data_table(stats_files: list[str | Path]) -> pd.DataFrame:
@@ -26,28 +41,160 @@ def data_table(stats_files: list[str | Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_path: str | Path, *,
-              data_stats: list[str | Path] = ()) -> pd.DataFrame:
-    """Each file is ``results/<category>/<method>/seqrec_metrics.json``; the path names category and method.
-    ``data_stats`` (the prepared ``stats.json`` files) add a data section to the Markdown."""
+def _cat_method(path: Path) -> tuple[str, str]:
+    return path.parent.parent.name, path.parent.name
+
+
+def per_user_values(topk_jsonl: str | Path, metrics: tuple[str, ...]) -> pd.DataFrame:
+    """user -> per-user metric values from a ``seqrec_topk.jsonl``."""
     rows = []
-    for path in metric_files:
-        path = Path(path)
+    with open(topk_jsonl, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{topk_jsonl}: line {lineno}: not valid JSON ({e.msg})") from None
+            missing = [m for m in ("user", *metrics) if m not in rec]
+            if missing:
+                raise InputError(f"{topk_jsonl}: line {lineno}: field {missing[0]!r} missing")
+            rows.append({"user": str(rec["user"]), **{m: float(rec[m]) for m in metrics}})
+    return pd.DataFrame(rows).set_index("user")
+
+
+def bootstrap_rows(topk_files: list[str | Path], metrics: tuple[str, ...], *, n_boot: int, seed: int,
+                   ci: float) -> list[dict]:
+    """Paired bootstrap rows for every category and pair of methods (sorted names; ``A - B``)."""
+    by_cat: dict[str, dict[str, Path]] = {}
+    for path in map(Path, topk_files):
+        cat, method = _cat_method(path)
+        by_cat.setdefault(cat, {})[method] = path
+    rows = []
+    for cat in sorted(by_cat):
+        values = {m: per_user_values(p, metrics) for m, p in by_cat[cat].items()}
+        for a, b in itertools.combinations(sorted(values), 2):
+            joined = values[a].merge(values[b], left_index=True, right_index=True, suffixes=("_a", "_b"))
+            if len(joined) != len(values[a]) or len(joined) != len(values[b]):
+                raise InputError(f"{cat}: {a} and {b} were evaluated on different users "
+                                 f"({len(values[a])} vs {len(values[b])}, {len(joined)} shared)")
+            for m in metrics:
+                r = paired_bootstrap(joined[f"{m}_a"].to_numpy(), joined[f"{m}_b"].to_numpy(), n_boot=n_boot,
+                                     seed=seed, ci=ci)
+                for key, name in (("diff", "diff"), ("ci_low", "ci_low"), ("ci_high", "ci_high"), ("p_value", "p")):
+                    rows.append({"task": "bootstrap", "category": cat, "method": f"{a} vs {b}",
+                                 "metric": f"{m} {name}", "value": r[key]})
+    return rows
+
+
+def _plot_bars(frame: pd.DataFrame, metric: str, title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wide = frame[frame.metric == metric].pivot_table(index="category", columns="method", values="value")
+    fig, ax = plt.subplots(figsize=(max(4, 1.5 * len(wide) + 2), 3.5))
+    wide.plot.bar(ax=ax, rot=0)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _markdown_wide(frame: pd.DataFrame, metrics: tuple[str, ...], extra: str | None = None) -> str:
+    wide = frame[frame.metric.isin(metrics)].pivot_table(index=["category", "method"], columns="metric",
+                                                         values="value")
+    wide = wide.reindex(columns=[m for m in metrics if m in wide.columns]).reset_index()
+    if extra:
+        counts = frame[frame.metric == extra].set_index(["category", "method"]).value.astype(int)
+        wide[extra.replace("n_", "")] = [counts.get((c, m), 0) for c, m in zip(wide.category, wide.method)]
+    return wide.to_markdown(index=False, floatfmt=".4f") + "\n"
+
+
+def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_path: str | Path, *,
+              parquet_path: str | Path | None = None, plots_dir: str | Path | None = None,
+              data_stats: list[str | Path] = (), topk_files: list[str | Path] = (),
+              textgen_files: list[str | Path] = (), i2i_files: list[str | Path] = (),
+              bootstrap_metrics: tuple[str, ...] = ("HR@10", "NDCG@10"), n_boot: int = 1000, seed: int = 0,
+              ci: float = 0.95) -> pd.DataFrame:
+    """Write the long table (CSV, Parquet), the Markdown report and the plots; return the long table."""
+    rows = []
+    for path in map(Path, metric_files):
         data = read_json(path)
-        category, method = path.parent.parent.name, path.parent.name
-        for metric in (*METRICS, "invalid_beam_fraction", "n_users"):
+        category, method = _cat_method(path)
+        for metric in (*METRICS, "invalid_beam_fraction", "collision_target_fraction", "n_users"):
             if metric in data:
-                rows.append({"category": category, "method": method, "metric": metric, "value": float(data[metric])})
-    long = pd.DataFrame(rows, columns=["category", "method", "metric", "value"])
+                rows.append({"task": "seqrec", "category": category, "method": method, "metric": metric,
+                             "value": float(data[metric])})
+        several = len(data.get("template_ids", [])) > 1  # min/max over prompt templates
+        for metric, stats in (data.get("template_stats", {}) if several else {}).items():
+            for key in ("min", "max"):
+                rows.append({"task": "seqrec", "category": category, "method": method,
+                             "metric": f"{metric} template {key}", "value": float(stats[key])})
+    if topk_files:
+        rows += bootstrap_rows(list(topk_files), tuple(bootstrap_metrics), n_boot=n_boot, seed=seed, ci=ci)
+    for path in map(Path, textgen_files):
+        data = read_json(path)
+        category, system = _cat_method(path)
+        for metric in (*TEXT_METRICS, "n"):
+            if metric in data:
+                rows.append({"task": "textgen", "category": category, "method": system, "metric": metric,
+                             "value": float(data[metric])})
+    for path in map(Path, i2i_files):
+        data = read_json(path)
+        for source, metrics in data["sources"].items():
+            for metric in (*I2I_METRICS, "n_queries"):
+                if metric in metrics:
+                    rows.append({"task": "i2i", "category": path.parent.name, "method": source, "metric": metric,
+                                 "value": float(metrics[metric])})
+    long = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_path(csv_path, suffix=".csv") as tmp:
         long.to_csv(tmp, index=False)
-    wide = long[long.metric.isin(METRICS)].pivot_table(index=["category", "method"], columns="metric", values="value")
-    wide = wide.reindex(columns=[m for m in METRICS if m in wide.columns]).reset_index()
-    users = long[long.metric == "n_users"].set_index(["category", "method"]).value.astype(int)
-    wide["users"] = [users.get((c, m), 0) for c, m in zip(wide.category, wide.method)]
-    text = "## Sequential recommendation (test split)\n\n" + wide.to_markdown(index=False, floatfmt=".4f") + "\n"
+    if parquet_path is not None:
+        with atomic_path(parquet_path, suffix=".parquet") as tmp:
+            long.to_parquet(tmp, index=False)
+
+    seq = long[long.task == "seqrec"]
+    text = "## Sequential recommendation (test split)\n\n" + _markdown_wide(seq, METRICS, "n_users")
+    ranges = seq[seq.metric.str.endswith((" template min", " template max"))]
+    if len(ranges):
+        text += "\nRange over prompt templates (min / max):\n\n" + _markdown_wide(
+            ranges, tuple(f"{m} template {k}" for m in METRICS for k in ("min", "max")))
+    boot = long[long.task == "bootstrap"]
+    if len(boot):
+        table = []
+        for (cat, pair), g in boot.groupby(["category", "method"], sort=True):
+            v = dict(zip(g.metric, g.value))
+            for m in bootstrap_metrics:
+                table.append({"category": cat, "A vs B": pair, "metric": m, "A - B": v[f"{m} diff"],
+                              f"{ci:.0%} CI": f"[{v[f'{m} ci_low']:.4f}, {v[f'{m} ci_high']:.4f}]",
+                              "p": v[f"{m} p"]})
+        text += (f"\n## Paired bootstrap of the difference between methods ({n_boot} resamples of the test users, "
+                 f"seed {seed})\n\n" + pd.DataFrame(table).to_markdown(index=False, floatfmt=".4f") + "\n")
+    tg = long[long.task == "textgen"]
+    if len(tg):
+        text += ("\n## Text generation (mmitemenrich, held-out items; BLEU/chrF 0-100, ROUGE F1 0-1)\n\n"
+                 + _markdown_wide(tg, TEXT_METRICS, "n"))
+    ii = long[long.task == "i2i"]
+    if len(ii):
+        text += ("\n## Item-to-item embedding quality (label: most co-occurring training item)\n\n"
+                 + _markdown_wide(ii, I2I_METRICS, "n_queries"))
     if data_stats:
-        data = data_table(data_stats)
+        data = data_table(list(data_stats))
         text += "\n## Data after filtering\n\n" + data.to_markdown(index=False, floatfmt=(".4f")) + "\n"
     write_text(markdown_path, text)
+
+    if plots_dir is not None:
+        plots = Path(plots_dir)
+        plots.mkdir(parents=True, exist_ok=True)
+        _plot_bars(seq, "HR@10", "HR@10 by method", plots / "seqrec_hr10.png")
+        _plot_bars(seq, "NDCG@10", "NDCG@10 by method", plots / "seqrec_ndcg10.png")
+        if len(tg):
+            _plot_bars(tg, "ROUGE-L", "Text generation: ROUGE-L F1", plots / "textgen_rougeL.png")
+        if len(ii):
+            _plot_bars(ii, "Hit@10", "I2I: Hit@10 by vector source", plots / "i2i_hit10.png")
     return long

@@ -3,9 +3,11 @@
 Every item ID is a fixed-length sequence of ``L`` tokens (``<a_12><b_7><c_3><d_31>`` is 4 tokens); the decoded
 answer is those ``L`` tokens followed by EOS. :class:`ItemTrie` compiles all item sequences ONCE into flat tensors:
 
-* a transition table: the sorted edge keys ``parent_node * K + token`` (``K`` = largest token id + 2) and the child
-  node of each edge. A beam's node is recomputed at every step from its generated suffix with one
-  ``searchsorted`` per generated token (at most ``L + 1``), so beam reordering by the search does not matter;
+* per depth ``d``, the sorted keys of all item prefixes of length ``d`` (each item token gets a local digit, a
+  prefix is the base-(T+1) number of its digits) and their node ids. A beam's node is recomputed at every step
+  from its generated suffix with ONE gather + weighted sum + ``searchsorted`` (plus a finish check after the full
+  item), so beam reordering by the search does not matter and no per-token loop runs; a transition table (sorted
+  edge keys ``parent_node * K + token``, ``K`` = largest token id + 2) backs tries too deep for int64 keys;
 * the allowed next tokens of every node in CSR form (``node_start``, ``node_tokens``), and per depth the largest
   number of allowed tokens, so one step gathers a ``[n_beams, width]`` index block with no Python loop over beams.
 
@@ -16,7 +18,7 @@ constraint; allows only EOS so the beam ends, and it is counted invalid afterwar
 :class:`TrieLogitsProcessor` masks the ``[n_beams, vocab]`` scores IN PLACE: it gathers the allowed scores,
 fills the row with ``-inf`` and scatters the allowed scores back. This is exactly ``masked_fill_(~allowed, -inf)``
 with the boolean allowed mask, without materialising that ``[n_beams, vocab]`` mask (cheaper at a 152k vocab; see
-``benchmarks/decode_masking.md``). The allowed-token block repeats a node's last token as padding, so the scatter
+``benchmarks/decode.md``). The allowed-token block repeats a node's last token as padding, so the scatter
 writes identical values to duplicate indices and stays deterministic. In place is safe inside ``generate``: beam
 search hands the processors a fresh ``log_softmax`` tensor (greedy/sampling a fresh copy of the logits).
 
@@ -146,6 +148,39 @@ class ItemTrie:
         self.node_tokens = torch.from_numpy(node_tokens)
         self._arange = torch.arange(max(widths), dtype=torch.int64)
 
+        # One-lookup node search: every token that occurs in an item gets a local digit 1..T (0 = no item token);
+        # a prefix of d tokens is the base-(T+1) number of its digits, and the depth-d nodes are sorted by that key.
+        # A beam's node is then one gather + one weighted sum + ONE searchsorted, whatever the depth.
+        item_tokens = np.unique(arr)
+        base = len(item_tokens) + 1
+        local = np.zeros(self._radix, dtype=np.int64)
+        local[item_tokens] = np.arange(1, base, dtype=np.int64)
+        finish_mask = np.zeros(self._radix, dtype=bool)
+        finish_mask[finish_tokens] = True
+        self.local_of = torch.from_numpy(local)
+        self.finish_mask = torch.from_numpy(finish_mask)
+        self._fast = depth * np.log2(base) < 62  # keys fit int64 (4 levels x 1024 tokens: 40 bits)
+        self.prefix_keys, self.prefix_nodes, self.powers = [None], [None], [None]
+        if self._fast:
+            digits = local[arr]  # [N, L]
+            for d in range(1, depth + 1):
+                pw = base ** np.arange(d - 1, -1, -1, dtype=np.int64)
+                keys_d, first = np.unique(digits[:, :d] @ pw, return_index=True)
+                # node id of each unique prefix: the node reached by the item at row ``first``
+                nodes_d = self._walk_np(arr[first, :d])
+                self.prefix_keys.append(torch.from_numpy(keys_d))
+                self.prefix_nodes.append(torch.from_numpy(nodes_d))
+                self.powers.append(torch.from_numpy(pw))
+
+    def _walk_np(self, prefixes: np.ndarray) -> np.ndarray:
+        """Node of each row of ``prefixes`` by walking the edge table (numpy; compile time only)."""
+        keys = self.edge_keys.numpy()
+        node = np.zeros(len(prefixes), dtype=np.int64)
+        for d in range(prefixes.shape[1]):
+            pos = np.searchsorted(keys, node * self._radix + prefixes[:, d])
+            node = self.edge_child.numpy()[pos]
+        return node
+
     # ------------------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.seqs)
@@ -156,8 +191,11 @@ class ItemTrie:
 
     def to(self, device) -> ItemTrie:
         """Move the compiled tensors to ``device`` (in place) and return self."""
-        for name in ("edge_keys", "edge_child", "node_start", "node_count", "node_tokens", "_arange"):
+        for name in ("edge_keys", "edge_child", "node_start", "node_count", "node_tokens", "_arange", "local_of",
+                     "finish_mask"):
             setattr(self, name, getattr(self, name).to(device))
+        for name in ("prefix_keys", "prefix_nodes", "powers"):
+            setattr(self, name, [None if t is None else t.to(device) for t in getattr(self, name)])
         return self
 
     def item_of(self, token_seq) -> int | None:
@@ -172,15 +210,34 @@ class ItemTrie:
         return self._widths[min(n_generated, self.depth + 1)]
 
     def nodes(self, generated: torch.Tensor) -> torch.Tensor:
-        """Node id of each row of ``generated`` ([n, g] generated token ids), vectorised over rows."""
+        """Node id of each row of ``generated`` ([n, g] generated token ids), vectorised over rows.
+
+        No host synchronisation: a fixed number of tensor ops per call (one ``searchsorted`` for the item part),
+        so the processor never waits for the device inside ``generate``.
+        """
         n, g = generated.shape
-        node = torch.zeros(n, dtype=torch.int64, device=self.edge_keys.device)
+        device = self.edge_keys.device
         if g == 0:
-            return node
-        tokens = generated.to(device=node.device, dtype=torch.int64)
+            return torch.zeros(n, dtype=torch.int64, device=device)
+        tokens = generated.to(device=device, dtype=torch.int64)
         tokens = torch.where((tokens < 0) | (tokens > self.max_token_id), self._radix - 1, tokens)
+        if not self._fast:
+            return self._nodes_stepwise(tokens)
+        depth = min(g, self.depth)
+        key = (self.local_of[tokens[:, :depth]] * self.powers[depth]).sum(1)
+        keys = self.prefix_keys[depth]
+        pos = torch.searchsorted(keys, key).clamp_(max=keys.numel() - 1)
+        node = torch.where(keys[pos] == key, self.prefix_nodes[depth][pos], self.dead_node)
+        if g > self.depth:  # full item, then EOS, then only PAD/EOS: FINISHED; anything else: DEAD
+            ok = (tokens[:, self.depth] == self.eos_token_id) & self.finish_mask[tokens[:, self.depth + 1:]].all(1)
+            node = torch.where((node != self.dead_node) & ok, self.finished_node, self.dead_node)
+        return node
+
+    def _nodes_stepwise(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Fallback for tries too deep for single int64 prefix keys: one edge lookup per generated token."""
+        node = torch.zeros(tokens.shape[0], dtype=torch.int64, device=tokens.device)
         n_edges = self.edge_keys.numel()
-        for d in range(g):
+        for d in range(tokens.shape[1]):
             key = node * self._radix + tokens[:, d]
             pos = torch.searchsorted(self.edge_keys, key).clamp_(max=n_edges - 1)
             hit = self.edge_keys[pos] == key
@@ -321,7 +378,8 @@ def _decoder_start_token_id(model) -> int | None:
 
 def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: int, prompt_len: int | None = None,
                   eos_token_id: int | None = None, pad_token_id: int | None = None,
-                  logits_processor=None) -> tuple[list[list[int]], list[list[float]], int]:
+                  logits_processor=None, return_scores: bool = True
+                  ) -> tuple[list[list[int]], list[list[float]], int]:
     """Constrained beam search; per example the ``top_k`` best distinct item ids and their sequence scores.
 
     ``batch`` holds the model inputs (``input_ids``, ``attention_mask`` with LEFT padding for decoder-only models,
@@ -334,7 +392,8 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
     best first; ``scores[b]`` their sequence scores (sum of log-probabilities); ``n_invalid`` counts returned
     beams (over all examples) whose first ``L`` generated tokens are not an item id. With the trie every beam is
     valid and distinct; should fewer than ``top_k`` distinct valid items come back, the list is shorter and a
-    warning is logged.
+    warning is logged. ``return_scores=False`` skips ``output_scores`` (generate then does not copy the
+    ``[rows, vocab]`` scores at every step; the ranking is the same) and returns empty score lists.
     """
     if num_beams < top_k:
         raise ValueError(f"num_beams ({num_beams}) must be >= top_k ({top_k})")
@@ -355,6 +414,7 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
     config = constrained_generation_config(
         num_beams=num_beams, max_new_tokens=trie.depth + 1, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
         decoder_start_token_id=_decoder_start_token_id(model) if is_enc_dec else None)
+    config.output_scores = bool(return_scores)
     # generate() runs under no_grad; no inference_mode, which would leave inference tensors in module caches
     # (Qwen2.5-VL keeps rope_deltas on the module) that a later training forward cannot use.
     with _isolated_generation_config(model):
@@ -367,7 +427,7 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
     generated = sequences[:, prompt_len: prompt_len + trie.depth].cpu()
     if generated.shape[1] < trie.depth:  # every beam stopped early (only possible unconstrained)
         generated = torch.cat([generated, generated.new_full((n_rows, trie.depth - generated.shape[1]), -1)], 1)
-    seq_scores = out.sequences_scores.float().cpu().tolist()
+    seq_scores = out.sequences_scores.float().cpu().tolist() if return_scores else None
     rows = generated.tolist()
     ranked, scores, n_invalid = [], [], 0
     for b in range(n_rows // num_beams):
@@ -381,7 +441,8 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
                 continue
             seen.add(item)
             items.append(item)
-            item_scores.append(seq_scores[r])
+            if return_scores:
+                item_scores.append(seq_scores[r])
         if len(items) < top_k:
             log.warning("example %d: only %d distinct valid items among %d beams (top_k=%d)", b, len(items),
                         num_beams, top_k)

@@ -133,3 +133,72 @@ def build_tiny_qwen25vl(
         processor.save_pretrained(tmp)
     log.info("tiny Qwen2.5-VL: %d params, %d tokens, %d embedding rows -> %s", n_params, len(tok), padded_vocab, out_dir)
     return Path(out_dir)
+
+
+def build_tiny_blip(
+    out_dir: str | Path,
+    corpus: Iterable[str],
+    *,
+    kind: str = "blip2",
+    vocab_size: int = 600,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    vision_hidden_size: int = 32,
+    vision_layers: int = 1,
+    qformer_layers: int = 1,
+    num_query_tokens: int = 4,
+    image_size: int = 32,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random BLIP-2 (``kind="blip2"``) or InstructBLIP (``"instructblip"``) with an OPT language
+    model, a locally trained byte-level BPE (also used as the Q-Former tokenizer) and the stock processor.
+
+    The folder loads with ``AutoModelForImageTextToText`` / ``AutoProcessor``, exactly like
+    ``Salesforce/blip2-opt-2.7b`` or ``Salesforce/instructblip-vicuna-7b`` copied to a local path.
+    """
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+        InstructBlipConfig,
+        InstructBlipForConditionalGeneration,
+        InstructBlipProcessor,
+    )
+
+    if kind not in ("blip2", "instructblip"):
+        raise ValueError(f"kind must be 'blip2' or 'instructblip', got {kind!r}")
+    torch.manual_seed(seed)
+    tok = build_tokenizer(corpus, vocab_size)
+    tok.add_tokens(["<image>"], special_tokens=True)  # the processor's image placeholder
+    image_token = tok.convert_tokens_to_ids("<image>")
+    eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id
+    vocab = ((len(tok) + 63) // 64) * 64
+    text = dict(model_type="opt", vocab_size=vocab, hidden_size=hidden_size, num_hidden_layers=num_layers,
+                ffn_dim=2 * hidden_size, num_attention_heads=num_heads, word_embed_proj_dim=hidden_size,
+                max_position_embeddings=2048, pad_token_id=pad, eos_token_id=eos, bos_token_id=pad)
+    vision = dict(hidden_size=vision_hidden_size, intermediate_size=2 * vision_hidden_size,
+                  num_hidden_layers=vision_layers, num_attention_heads=num_heads, image_size=image_size,
+                  patch_size=image_size // 2)
+    qformer = dict(vocab_size=vocab, hidden_size=hidden_size, num_hidden_layers=qformer_layers,
+                   num_attention_heads=num_heads, intermediate_size=2 * hidden_size,
+                   encoder_hidden_size=vision_hidden_size, pad_token_id=pad)
+    common = dict(vision_config=vision, qformer_config=qformer, text_config=text, num_query_tokens=num_query_tokens,
+                  image_token_index=image_token)
+    image_processor = BlipImageProcessor(size={"height": image_size, "width": image_size})
+    if kind == "blip2":
+        model = Blip2ForConditionalGeneration(Blip2Config(**common))
+        processor = Blip2Processor(image_processor=image_processor, tokenizer=tok, num_query_tokens=num_query_tokens)
+    else:
+        model = InstructBlipForConditionalGeneration(InstructBlipConfig(**common))
+        processor = InstructBlipProcessor(image_processor=image_processor, tokenizer=tok, qformer_tokenizer=tok,
+                                          num_query_tokens=num_query_tokens)
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = pad
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    log.info("tiny %s: %d params, %d tokens -> %s", kind, sum(p.numel() for p in model.parameters()), len(tok),
+             out_dir)
+    return Path(out_dir)
