@@ -182,6 +182,8 @@ rule summary:
                        method=TEXTGEN_SYSTEMS),
         i2i=expand("results/{category}/i2i_metrics.json", category=CATEGORIES) if I2I_ENABLED else [],
         data=[prepared(cat, "stats.json") for cat in CATEGORIES],
+        enrich_checks=expand("results/{category}/enrich/checks.json", category=CATEGORIES),
+        enrich_utility=expand("results/{category}/enrich/utility.json", category=CATEGORIES),
     output:
         csv="results/summary.csv",
         parquet="results/summary.parquet",

@@ -49,7 +49,8 @@ def test_bertscore_with_a_local_tiny_encoder(tmp_path):
 def test_reference_text_and_heldout_selection(tmp_path):
     entry = {"enhanced_title": "Kyser Capo", "tags": ["capo", "guitar"], "highlights": [],
              "characteristics": {"material": "steel", "colour": ""}, "has_image": True}
-    assert reference_text(entry) == "Enhanced title: Kyser Capo\nTags: capo, guitar\nCharacteristics: material: steel"
+    assert reference_text(entry) == ("Enhanced title: Kyser Capo\nTags: capo | guitar\nHighlights: \n"
+                                     "Characteristics: material: steel")
     items = {"0": {"title": "a"}, "1": {"title": "b"}, "2": {"title": "c"}}
     (tmp_path / "e.json").write_text(json.dumps({"0": entry, "2": {"tags": []}}))
     (tmp_path / "s.json").write_text(json.dumps({"train": ["1"], "heldout": ["2", "0"]}))

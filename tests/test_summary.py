@@ -65,3 +65,28 @@ def test_bootstrap_needs_the_same_users(tmp_path):
     with pytest.raises(InputError, match="different users"):
         summarize([a / "seqrec_metrics.json"], tmp_path / "s.csv", tmp_path / "s.md",
                   topk_files=[a / "seqrec_topk.jsonl", b / "seqrec_topk.jsonl"])
+
+
+def test_summary_reports_enrichment_checks_and_verdict(tmp_path):
+    res = tmp_path / "results"
+    a = _method(res, "cat1", "ours", [1.0, 0.0, 1.0, 1.0])
+    enrich = res / "cat1" / "enrich"
+    enrich.mkdir()
+    (enrich / "checks.json").write_text(json.dumps({"ok": False, "checks": {
+        "coverage": {"value": 0.95, "ok": True}, "faithfulness": {"value": 0.4, "ok": False}}}))
+    stat = lambda m: {"mean": m, "std": 0.01}  # noqa: E731
+    (enrich / "utility.json").write_text(json.dumps({
+        "verdict": "helps", "metric": "ndcg@20",
+        "arms": {"original": {"recall@20": stat(0.28), "ndcg@20": stat(0.10), "valid_ndcg@20": stat(0.1)},
+                 "enriched": {"recall@20": stat(0.32), "ndcg@20": stat(0.12), "valid_ndcg@20": stat(0.1)}},
+        "comparison": {"ndcg@20": {"wilcoxon_p_users": 0.001}, "recall@20": {"wilcoxon_p_users": 0.02}}}))
+    long = summarize([a / "seqrec_metrics.json"], tmp_path / "s.csv", tmp_path / "s.md",
+                     enrich_checks=[enrich / "checks.json"], enrich_utility=[enrich / "utility.json"])
+    util = long[long.task == "enrich_utility"]
+    assert util.query("method == 'vbpr_enriched_text' and metric == 'ndcg@20'").value.item() == 0.12
+    assert util.query("method == 'vbpr_original_text' and metric == 'recall@20'").value.item() == 0.28
+    assert not util.metric.str.startswith("valid_").any()
+    assert long.query("task == 'enrich_checks' and metric == 'faithfulness'").value.item() == 0.4
+    md = (tmp_path / "s.md").read_text()
+    section = md.split("## Enriched item text")[1]
+    assert "| cat1 " in section and "helps" in section and "False" in section and "0.4000" in section

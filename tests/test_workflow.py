@@ -94,7 +94,7 @@ def test_outputs_and_metrics(run):
         qstats = json.loads((workdir / "results" / cat / "ids" / "rqvae" / "stats.json").read_text())
         assert qstats["collisions_after"]["collision_rate"] == 0.0
 
-        for method in ("ours", "popularity"):
+        for method in ("ours", "ours_multistage", "ours_merged", "popularity"):
             m = json.loads((workdir / "results" / cat / method / "seqrec_metrics.json").read_text())
             assert m["n_users"] == len(inter)
             assert m["invalid_beam_fraction"] == 0.0
@@ -114,10 +114,13 @@ def test_outputs_and_metrics(run):
         # the learnable structure is learned: clearly better than popularity
         assert rows[(cat, "ours")]["HR@10"] > 1.5 * rows[(cat, "popularity")]["HR@10"]
         assert rows[(cat, "ours")]["NDCG@10"] > rows[(cat, "popularity")]["NDCG@10"]
+        for variant in ("ours_multistage", "ours_merged"):  # trained variants beat popularity too
+            assert rows[(cat, variant)]["HR@10"] > rows[(cat, "popularity")]["HR@10"]
 
     import pandas as pd
 
     summary = pd.read_csv(workdir / "results" / "summary.csv")
+    summary = summary[summary.task == "seqrec"]
     assert set(zip(summary.category, summary.method)) == set(rows)
     value = summary.query("category == 'demo_music' and method == 'ours' and metric == 'HR@10'").value.item()
     assert value == pytest.approx(rows[("demo_music", "ours")]["HR@10"])

@@ -119,6 +119,7 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
               parquet_path: str | Path | None = None, plots_dir: str | Path | None = None,
               data_stats: list[str | Path] = (), topk_files: list[str | Path] = (),
               textgen_files: list[str | Path] = (), i2i_files: list[str | Path] = (),
+              enrich_checks: list[str | Path] = (), enrich_utility: list[str | Path] = (),
               bootstrap_metrics: tuple[str, ...] = ("HR@10", "NDCG@10"), n_boot: int = 1000, seed: int = 0,
               ci: float = 0.95) -> pd.DataFrame:
     """Write the long table (CSV, Parquet), the Markdown report and the plots; return the long table."""
@@ -151,6 +152,27 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
                 if metric in metrics:
                     rows.append({"task": "i2i", "category": path.parent.name, "method": source, "metric": metric,
                                  "value": float(metrics[metric])})
+    verdicts = {}
+    for path in map(Path, enrich_utility):  # results/<cat>/enrich/utility.json
+        data, category = read_json(path), path.parent.parent.name
+        verdicts[category] = data["verdict"]
+        for arm, stats in data["arms"].items():
+            for metric, value in stats.items():
+                if not metric.startswith("valid_"):
+                    rows.append({"task": "enrich_utility", "category": category, "method": f"vbpr_{arm}_text",
+                                 "metric": metric, "value": float(value["mean"])})
+        for metric, comp in data["comparison"].items():
+            rows.append({"task": "enrich_utility", "category": category, "method": "enriched - original",
+                         "metric": f"{metric} wilcoxon p", "value": float(comp["wilcoxon_p_users"])})
+    check_rows = []
+    for path in map(Path, enrich_checks):  # results/<cat>/enrich/checks.json
+        data, category = read_json(path), path.parent.parent.name
+        row = {"category": category, "checks passed": bool(data["ok"])}
+        for name, check in data["checks"].items():
+            row[name] = float(check["value"])
+            rows.append({"task": "enrich_checks", "category": category, "method": "enriched", "metric": name,
+                         "value": float(check["value"])})
+        check_rows.append(row)
     long = pd.DataFrame(rows, columns=COLUMNS)
     with atomic_path(csv_path, suffix=".csv") as tmp:
         long.to_csv(tmp, index=False)
@@ -183,6 +205,13 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
     if len(ii):
         text += ("\n## Item-to-item embedding quality (label: most co-occurring training item)\n\n"
                  + _markdown_wide(ii, I2I_METRICS, "n_queries"))
+    if check_rows or verdicts:
+        text += ("\n## Enriched item text (results/<cat>/enrich/checks.md, utility.md)\n\n"
+                 "Check values are rates (coverage: share of items enriched); utility: Cornac VBPR with the original "
+                 "vs the enriched item text, same encoder and hyper-parameters, 3+ seeds.\n\n")
+        table = pd.DataFrame(check_rows) if check_rows else pd.DataFrame({"category": sorted(verdicts)})
+        table["utility verdict"] = [verdicts.get(c, "n/a") for c in table["category"]]
+        text += table.to_markdown(index=False, floatfmt=".4f") + "\n"
     if data_stats:
         data = data_table(list(data_stats))
         text += "\n## Data after filtering\n\n" + data.to_markdown(index=False, floatfmt=(".4f")) + "\n"

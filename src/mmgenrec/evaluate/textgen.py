@@ -15,9 +15,8 @@ Metrics (:func:`text_metrics`): corpus BLEU and chrF (sacrebleu, 0-100), mean RO
 0-1) and, only when a local encoder folder is configured, BERTScore F1 (greedy cosine matching of the encoder's
 last-layer token vectors, no idf, no baseline rescaling; 0-1).
 
-The instruction and the answer format live here until ``mmgenrec.prompts`` defines the ``mmitemenrich`` task; then
-:data:`ENRICH_INSTRUCTION`, :func:`enrich_messages` and :func:`reference_text` should point at it (the only three
-names to change) so that training and evaluation share one prompt.
+The instruction and the answer format are the finetuning task's own (``mmgenrec.prompts``: ``ENRICH_TEMPLATES``,
+``enrich_answer``): one prompt path for training and evaluation.
 """
 
 from __future__ import annotations
@@ -34,14 +33,11 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mmgenrec.io import InputError, atomic_path, read_json, write_json
-from mmgenrec.prompts import item_messages, item_text, render
+from mmgenrec.prompts import ENRICH_TEMPLATES, ENRICHED_FIELDS, enrich_answer, item_messages, item_text, render
 
 log = logging.getLogger(__name__)
 
-ENRICH_INSTRUCTION = ("Describe this product for a catalogue: an enhanced title, tags, highlights and "
-                      "characteristics.")
-FIELDS = (("enhanced_title", "Enhanced title"), ("tags", "Tags"), ("highlights", "Highlights"),
-          ("characteristics", "Characteristics"))
+ENRICH_INSTRUCTION = ENRICH_TEMPLATES[0]  # the mmitemenrich task's first template, as in training
 SYSTEM_KINDS = ("vlm", "blip2", "instructblip")
 
 
@@ -56,8 +52,14 @@ def _text(value) -> str:
 
 
 def reference_text(entry: dict) -> str:
-    """The answer the enrichment task asks for: one ``Field: value`` line per enriched field that is present."""
-    return "\n".join(f"{label}: {_text(entry.get(key))}" for key, label in FIELDS if _text(entry.get(key)))
+    """The answer the enrichment task is trained to give (``mmgenrec.prompts.enrich_answer``): one ``Label: value``
+    line per field."""
+    return enrich_answer(entry)
+
+
+def has_reference(entry: dict) -> bool:
+    """Whether any enriched field carries text (an all-empty record is no reference)."""
+    return any(_text(entry.get(key)) for key in ENRICHED_FIELDS)
 
 
 def enrich_messages(text: str, with_image: bool) -> list[dict]:
@@ -212,7 +214,7 @@ def heldout_items(enriched_json, split_json, items: dict) -> list[str]:
             continue
         if not isinstance(entry, dict):
             raise InputError(f"{enriched_json}: item {item}: expected an object of enriched fields")
-        if reference_text(entry):
+        if has_reference(entry):
             out.append(item)
     if missing:
         log.warning("%d held-out items have no enriched entry and are skipped (e.g. %s)", len(missing), missing[:5])
