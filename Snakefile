@@ -19,6 +19,7 @@ include: "rules/embed.smk"
 include: "rules/quantize.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+include: "rules/ablation.smk"
 
 
 rule all:
