@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 
 import faiss
 import numpy as np
@@ -202,8 +203,8 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
     (``best_loss`` | ``best_collision`` | ``last``) says which the returned model (eval mode) holds;
     ``checkpoints`` maps ``best_loss`` / ``best_collision`` to ``{"epoch", "loss", "collision_rate", "state"}``.
 
-    History has one dict per epoch: epoch (1-based), lr, loss, recon, quant (means over the epoch's batches) and
-    collision_rate (None on epochs without a check). Same seed and data, same device: identical results.
+    History has one dict per epoch: epoch (1-based), lr, loss, recon, quant (means over the epoch's batches),
+    seconds (the epoch's training pass) and collision_rate (None on epochs without a check). Same seed and data, same device: identical results.
     """
     from transformers import get_scheduler
 
@@ -245,6 +246,7 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
         sums = {"loss": 0.0, "recon": 0.0, "quant": 0.0}
         seen = 0
         lr_now = scheduler.get_last_lr()[0]
+        t_epoch = time.perf_counter()
         for idx in batches:
             _, losses, _ = model(x_t[idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
@@ -255,7 +257,7 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
                 sums[key] += losses[key].item() * len(idx)
             seen += len(idx)
         row = {"epoch": epoch, "lr": lr_now, **{key: value / seen for key, value in sums.items()},
-               "collision_rate": None}
+               "seconds": round(time.perf_counter() - t_epoch, 4), "collision_rate": None}
 
         if epoch % eval_every == 0 or epoch == epochs:
             row["collision_rate"] = collision_stats(encode(model, x_t))["collision_rate"]
