@@ -1,6 +1,8 @@
 # mmgenrec: unified multimodal generative recommendation on Amazon-2018 data.
 #   snakemake --cores 2                                   the embedded demo (config/demo.yaml)
 #   snakemake --profile profiles/slurm --configfile config/config.yaml      the real study
+import copy
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -9,7 +11,22 @@ if not config:
     configfile: "config/demo.yaml"
 
 
+# Schema defaults fill the top-level sections. An override (per category, or in `ablation`) must keep only the keys
+# its author wrote: a filled-in default there would shadow the top-level value when the two are laid over each other.
+_STAGES = ("prepare", "embed", "quantize", "finetune", "evaluate", "enrich")
+
+
+def _sections(entry):
+    return {sec: copy.deepcopy(entry[sec]) for sec in _STAGES if isinstance((entry or {}).get(sec), dict)}
+
+
+_CATEGORY_OVERRIDES = {cat: _sections(entry) for cat, entry in config.get("categories", {}).items()}
+_ABLATION_OVERRIDES = _sections(config.get("ablation"))
 validate(config, "config/schema.yaml")
+for _cat, _secs in _CATEGORY_OVERRIDES.items():
+    config["categories"][_cat].update(_secs)
+if "ablation" in config:
+    config["ablation"].update(_ABLATION_OVERRIDES)
 
 
 # Every rule runs in this image under --sdm apptainer (containers/README.md); without it, in the current environment.
@@ -24,6 +41,7 @@ include: "rules/quantize.smk"
 include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
 include: "rules/enrich.smk"
+include: "rules/ablation.smk"
 include: "rules/report.smk"
 
 

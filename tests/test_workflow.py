@@ -34,8 +34,11 @@ def smk(workdir: Path, *args: str, config: Path | None = None, check: bool = Tru
     return proc
 
 
-def planned_jobs(workdir: Path, config: Path, *targets: str) -> dict[str, set[str]]:
-    """rule -> set of categories a dry-run would run (``--dry-run`` output, one ``rule X:`` block per job)."""
+def planned_jobs(workdir: Path, config: Path, *targets: str, merged: bool = False) -> dict[str, set[str]]:
+    """rule -> set of categories a dry-run would run (``--dry-run`` output, one ``rule X:`` block per job).
+
+    Jobs of the ``ours_merged`` method are left out unless ``merged``: that method averages every category's
+    adapter, so it depends on all categories by design."""
     proc = smk(workdir, "-n", *targets, config=config)
     jobs: dict[str, set[str]] = {}
     rule = None
@@ -43,9 +46,12 @@ def planned_jobs(workdir: Path, config: Path, *targets: str) -> dict[str, set[st
         line = line.strip()
         if line.startswith(("rule ", "localrule ")):
             rule = line.split()[1].rstrip(":")
-            jobs.setdefault(rule, set())
+            if rule != "merge_adapters" or merged:
+                jobs.setdefault(rule, set())
         elif line.startswith("wildcards:") and rule:
-            jobs[rule].add(line.split("category=")[1].split(",")[0])
+            if ("method=ours_merged" in line or rule == "merge_adapters") and not merged:
+                continue
+            jobs.setdefault(rule, set()).add(line.split("category=")[1].split(",")[0])
     return jobs
 
 
@@ -147,6 +153,8 @@ def test_changed_raw_file_reruns_only_its_category(run):
     assert {"prepare", "embed", "quantize", "finetune", "evaluate_ours", "evaluate_popularity"} <= set(jobs)
     assert all(cats <= {"demo_games"} for cats in jobs.values()), jobs
     assert "synthesize_raw" not in jobs and "build_tiny_model" not in jobs
+    # ... except the merged adapter, which averages both categories' adapters
+    assert planned_jobs(workdir, config, merged=True)["merge_adapters"] == {"demo_music", "demo_games"}
 
 
 def test_changed_category_parameter_reruns_only_that_evaluation(run, tmp_path):
@@ -157,6 +165,17 @@ def test_changed_category_parameter_reruns_only_that_evaluation(run, tmp_path):
     changed.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(workdir, changed, "results/demo_music/ours/seqrec_metrics.json")
     assert set(jobs) == {"evaluate_ours"} and jobs["evaluate_ours"] == {"demo_music"}
+
+
+def test_partial_category_override_keeps_the_other_top_level_values(run, tmp_path):
+    """A per-category section naming one key changes that key only: schema defaults never fill the override."""
+    workdir, config, _, _ = run
+    cfg = yaml.safe_load(config.read_text())
+    cfg["categories"]["demo_music"]["finetune"] = {"lr": cfg["finetune"]["lr"]}  # same value as the top level
+    cfg["categories"]["demo_music"]["evaluate"] = {"top_k": cfg["evaluate"]["top_k"]}
+    same = tmp_path / "same.yaml"
+    same.write_text(yaml.safe_dump(cfg))
+    assert planned_jobs(workdir, same, merged=True) == {}
 
 
 def test_dry_run_lists_the_whole_graph(tmp_path):

@@ -1,6 +1,8 @@
-"""Snakemake adapter: RQ-VAE semantic IDs, collision-free."""
+"""Snakemake adapter: semantic IDs (tokenizer + collision policy from the config) -> index, stats, plot."""
 from mmgenrec import logs
 from mmgenrec.quantize.run import quantize_file
 
 logs.setup(snakemake.log[0], snakemake.threads)
-quantize_file(snakemake.input.npy, snakemake.output.index, snakemake.output.stats, **snakemake.params.cfg)
+quantize_file(snakemake.input.npy, snakemake.output.index, snakemake.output.stats,
+              plot_path=snakemake.output.get("plot"), checkpoint_dir=snakemake.output.get("checkpoints"),
+              **snakemake.params.cfg)

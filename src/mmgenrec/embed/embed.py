@@ -1,4 +1,9 @@
-"""Embed every item of a prepared category with Qwen2.5-VL (image + text), one float32 row per item id."""
+"""Embed every item of a prepared category with Qwen2.5-VL, one float32 row per item id.
+
+Views: ``mm`` (image + text, the main vectors ``qwen_mm.npy``), ``text`` (the same prompt without the image) and
+``image`` (the image alone, no item text; an item without a readable image falls back to its text, counted in
+the meta file as ``image_view_text_fallback``). Same model, same pooling for all three.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from mmgenrec.prompts import item_messages, item_text
 
 log = logging.getLogger(__name__)
 
+VIEWS = ("mm", "text", "image")
 EMBED_INSTRUCTION = ""  # the item alone, as in the study's extraction: no instruction text
 
 
@@ -58,6 +64,7 @@ def embed_items(
     *,
     enriched_json: str | Path | None = None,
     use_images: bool = True,
+    view: str = "mm",
     batch_size: int = 8,
     max_text_chars: int = 2000,
     device: str = "auto",
@@ -65,6 +72,9 @@ def embed_items(
 ) -> dict:
     """Write ``out_npy`` (``[n_items, hidden]`` float32, row i = item id i) and a small JSON of facts."""
     t0 = time.time()
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    use_images = use_images and view != "text"
     items = read_json(item_json)
     ids = sorted(items, key=int)
     if [int(i) for i in ids] != list(range(len(ids))):
@@ -72,11 +82,14 @@ def embed_items(
     enriched = read_json(enriched_json) if enriched_json else {}
     model, processor = load_vlm(model_dir, device=device, dtype=dtype)
     image_dir = Path(image_dir)
-    rows, n_images = [], 0
+    rows, n_images, n_fallback = [], 0, 0
     for start in tqdm(range(0, len(ids), batch_size), desc="embed", unit="batch"):
         chunk = ids[start : start + batch_size]
         texts = [item_text(items[i], enriched.get(i), max_text_chars) for i in chunk]
         images = [_load_image(image_dir, items[i].get("image"), i) if use_images else None for i in chunk]
+        if view == "image":  # the image alone; text only for items without one
+            n_fallback += sum(im is None for im in images)
+            texts = [text if im is None else "" for text, im in zip(texts, images)]
         n_images += sum(im is not None for im in images)
         rows.append(embed_batch(model, processor, texts, images))
     emb = np.concatenate(rows) if rows else np.zeros((0, model.config.text_config.hidden_size), np.float32)
@@ -85,10 +98,12 @@ def embed_items(
         raise RuntimeError(f"embedding of item {bad} is not finite; check the model at {model_dir}")
     save_npy(out_npy, emb)
     meta = {
-        "model": str(model_dir), "n_items": len(ids), "dim": int(emb.shape[1]), "items_with_image": n_images,
+        "model": str(model_dir), "view": view, "n_items": len(ids), "dim": int(emb.shape[1]), "items_with_image": n_images,
         "items_text_only": len(ids) - n_images, "enriched_items": sum(i in enriched for i in ids),
         "pooling": "masked mean of last hidden layer", "seconds": round(time.time() - t0, 2),
     }
+    if view == "image":
+        meta["image_view_text_fallback"] = n_fallback
     write_json(out_meta, meta)
     log.info("embedded %d items (%d with image) -> %s", len(ids), n_images, out_npy)
     return meta

@@ -1,7 +1,15 @@
 """Collision statistics and resolution for semantic-ID code tuples.
 
-Two items collide when their whole code tuple (one code per level) is identical. ``nearest_free`` resolves
-collisions on the last level only: within a group of items sharing a prefix (all levels but the last), every code
+Two items collide when their whole code tuple (one code per level) is identical. Policies (:func:`resolve`):
+
+* ``none``: keep the tuples as they are.
+* ``sinkhorn`` (LC-Rec): re-assign the last-level code of every colliding group by a Sinkhorn-balanced assignment
+  over the group, for at most ``max_rounds`` rounds; whatever still collides then goes through ``nearest_free``.
+* ``suffix`` (TIGER): append one level whose code numbers the items sharing a tuple 0, 1, 2, ... (items that do
+  not collide get 0), so every item has ``levels + 1`` codes.
+* ``nearest_free``: described next.
+
+``nearest_free`` resolves collisions on the last level only: within a group of items sharing a prefix (all levels but the last), every code
 tuple keeps its closest item and each other item moves to the nearest last-level code that nobody with that prefix
 uses yet. A prefix shared by more items than the codebook has codes cannot be fixed this way and raises ValueError
 (no fallback to earlier levels: a larger codebook, more levels or more training is the right fix).
@@ -9,7 +17,15 @@ uses yet. A prefix shared by more items than the codebook has codes cannot be fi
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+from mmgenrec.quantize.sinkhorn import sinkhorn_assign
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("none", "sinkhorn", "suffix", "nearest_free")
 
 
 def collision_stats(codes: np.ndarray) -> dict:
@@ -90,3 +106,65 @@ def resolve_nearest_free(codes: np.ndarray, last_level_distances: np.ndarray) ->
             if len(placed) == len(movers):
                 break
     return codes
+
+
+def resolve_suffix(codes: np.ndarray, codebook_size: int | None = None) -> np.ndarray:
+    """``[n, levels + 1]``: ``codes`` plus one level numbering the items of each shared tuple by item id (0, 1, ...).
+
+    ValueError when a tuple is shared by more items than ``codebook_size`` (the suffix level's codes).
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    group = _group_ids(codes)
+    suffix = np.zeros(len(codes), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i, g in enumerate(group.tolist()):  # item order: the lowest id of a group gets 0
+        suffix[i] = seen.get(g, 0)
+        seen[g] = suffix[i] + 1
+    if codebook_size is not None and len(codes) and suffix.max() >= codebook_size:
+        raise ValueError(f"codebook too small: {int(suffix.max()) + 1} items share one code tuple but the suffix level "
+                         f"has only {codebook_size} codes; use a larger codebook_size, more levels or more epochs")
+    return np.concatenate([codes, suffix[:, None]], axis=1)
+
+
+def resolve_sinkhorn(codes: np.ndarray, last_level_distances: np.ndarray, *, epsilon: float = 0.003,
+                     iters: int = 50, max_rounds: int = 20) -> tuple[np.ndarray, dict]:
+    """LC-Rec's re-assignment: each round, every group of items sharing a tuple gets its last-level codes from a
+    Sinkhorn-balanced assignment of the group's last-level distances (which spreads the group over the codes);
+    rounds repeat while collisions remain, at most ``max_rounds``. Items still colliding afterwards are resolved by
+    :func:`resolve_nearest_free`. Returns the codes and ``{"rounds", "fallback_items"}``.
+    """
+    codes = np.array(codes, dtype=np.int64, copy=True)
+    dist = np.asarray(last_level_distances, dtype=np.float64)
+    rounds = 0
+    for rounds in range(1, max_rounds + 1):
+        group = _group_ids(codes)
+        size = np.bincount(group)
+        colliding = np.flatnonzero(size > 1)
+        if len(colliding) == 0:
+            rounds -= 1
+            break
+        for g in colliding:
+            members = np.flatnonzero(group == g)
+            codes[members, -1] = sinkhorn_assign(dist[members], epsilon, iters).numpy()
+    before_fallback = collision_stats(codes)["items_in_collisions"]
+    if before_fallback:
+        log.info("sinkhorn policy: %d items still collide after %d rounds; nearest_free for them", before_fallback,
+                 rounds)
+        codes = resolve_nearest_free(codes, dist)
+    return codes, {"rounds": rounds, "fallback_items": int(before_fallback)}
+
+
+def resolve(policy: str, codes: np.ndarray, last_level_distances: np.ndarray, *, codebook_size: int,
+            sinkhorn_epsilon: float = 0.003, sinkhorn_iters: int = 50,
+            max_rounds: int = 20) -> tuple[np.ndarray, dict]:
+    """Apply a collision ``policy`` (see the module doc); return the new codes and facts about the run."""
+    if policy == "none":
+        return np.asarray(codes, dtype=np.int64), {}
+    if policy == "nearest_free":
+        return resolve_nearest_free(codes, last_level_distances), {}
+    if policy == "suffix":
+        return resolve_suffix(codes, codebook_size), {}
+    if policy == "sinkhorn":
+        return resolve_sinkhorn(codes, last_level_distances, epsilon=sinkhorn_epsilon, iters=sinkhorn_iters,
+                                max_rounds=max_rounds)
+    raise ValueError(f"collision_policy must be one of {POLICIES}, got {policy!r}")

@@ -2,8 +2,10 @@
 
 An MLP encoder maps an item embedding to a small latent z; ``levels`` residual codebooks quantise z coarse to fine
 (level l quantises what levels < l left over); an MLP decoder reconstructs the embedding from the summed codes.
-Codebooks start from k-means (faiss) on the residuals of the whole data set, level by level. At encode time the
-last level can use a Sinkhorn-balanced assignment, which spreads items over its codes and so avoids most collisions.
+Codebooks start from k-means (faiss) on the residuals of the whole data set, level by level. Loss = reconstruction
+MSE + codebook + beta * commitment, straight-through gradients, AdamW with warm-up. Levels with a Sinkhorn epsilon
+> 0 pick codes by a balanced (optimal-transport) assignment in training and, when asked, at encode time, which
+spreads items over the codes and so avoids most collisions.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 
 import faiss
 import numpy as np
@@ -20,10 +23,14 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mmgenrec.quantize.collisions import collision_stats
+from mmgenrec.quantize.sinkhorn import sinkhorn, sinkhorn_assign  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 CHUNK = 8192  # rows per forward pass when a function walks the whole data set
+SELECT = ("best_loss", "best_collision", "last")
+# our name -> transformers.get_scheduler name (every one warms up linearly first)
+SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -50,23 +57,41 @@ def squared_distances(r: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 
 class RQVAE(nn.Module):
+    """MLP encoder -> ``levels`` residual codebooks -> mirrored MLP decoder (LC-Rec's RQ-VAE).
+
+    ``sinkhorn_epsilon`` has one entry per level: a level with epsilon > 0 picks its codes in training by a
+    Sinkhorn-balanced assignment over the batch (LC-Rec's ``sk_epsilons``); 0 means the nearest code.
+    """
+
     def __init__(self, in_dim: int, *, levels: int, codebook_size: int, hidden: list[int], latent_dim: int,
-                 beta: float = 0.25, batch_norm: bool = False, dropout: float = 0.0):
+                 beta: float = 0.25, batch_norm: bool = False, dropout: float = 0.0,
+                 sinkhorn_epsilon: list[float] | None = None, sinkhorn_iters: int = 50):
         super().__init__()
         if not isinstance(batch_norm, bool):
             raise TypeError(f"batch_norm must be true or false, got {batch_norm!r}")
         if levels < 1 or codebook_size < 2:
             raise ValueError(f"need levels >= 1 and codebook_size >= 2, got {levels} and {codebook_size}")
+        eps = [0.0] * levels if sinkhorn_epsilon is None else [float(e) for e in sinkhorn_epsilon]
+        if len(eps) != levels or any(e < 0 for e in eps):
+            raise ValueError(f"sinkhorn_epsilon needs {levels} non-negative values (one per level), got {eps}")
         self.levels, self.codebook_size, self.beta = levels, codebook_size, beta
+        self.sinkhorn_epsilon, self.sinkhorn_iters = eps, sinkhorn_iters
         self.encoder = mlp([in_dim, *hidden, latent_dim], batch_norm, dropout)
         self.decoder = mlp([latent_dim, *reversed(hidden), in_dim], batch_norm, dropout)
         self.codebooks = nn.ModuleList(nn.Embedding(codebook_size, latent_dim) for _ in range(levels))
 
+    def assign(self, level: int, distances: torch.Tensor, balanced: bool) -> torch.Tensor:
+        """Codes for one level: Sinkhorn-balanced when asked and the level's epsilon is > 0, else nearest."""
+        eps = self.sinkhorn_epsilon[level]
+        if balanced and eps > 0:
+            return sinkhorn_assign(distances.detach(), eps, self.sinkhorn_iters).to(distances.device)
+        return distances.argmin(1)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         z = self.encoder(x)
         r, q_sum, quant, codes = z, torch.zeros_like(z), z.new_zeros(()), []
-        for book in self.codebooks:
-            idx = squared_distances(r, book.weight).argmin(1)
+        for level, book in enumerate(self.codebooks):
+            idx = self.assign(level, squared_distances(r, book.weight), balanced=self.training)
             q = book(idx)
             # codebook vectors move towards the residual; the encoder commits to the codes (weight beta)
             quant = quant + F.mse_loss(q, r.detach()) + self.beta * F.mse_loss(q.detach(), r)
@@ -78,18 +103,6 @@ class RQVAE(nn.Module):
         x_hat = self.decoder(z_q)
         recon = F.mse_loss(x_hat, x)
         return x_hat, {"loss": recon + quant, "recon": recon, "quant": quant}, torch.stack(codes, 1)
-
-    @torch.no_grad()
-    def codes_and_last_distances(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Nearest-code ``[n, levels]`` codes and the ``[n, K]`` squared distances of the last-level residual."""
-        r = self.encoder(x)
-        codes = []
-        for book in self.codebooks:
-            d = squared_distances(r, book.weight)
-            idx = d.argmin(1)
-            r = r - book(idx)
-            codes.append(idx)
-        return torch.stack(codes, 1), d
 
     @torch.no_grad()
     def decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
@@ -128,69 +141,47 @@ def kmeans_init(model: RQVAE, x: torch.Tensor, *, seed: int, niter: int = 100) -
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# balanced assignment
-
-
-def sinkhorn(cost, epsilon: float, iters: int) -> torch.Tensor:
-    """Entropic optimal-transport plan ``Q`` ``[n, K]`` for ``cost``, in float64 and log space.
-
-    Rows carry mass 1/n each (items) and columns 1/K each (codes): ``Q.sum(1) ~ 1/n``, ``Q.sum(0) ~ 1/K``
-    (columns exact, rows up to convergence, as the last scaling step is over columns).
-    """
-    log_q = -torch.as_tensor(cost, dtype=torch.float64) / epsilon
-    n, k = log_q.shape
-    log_q = log_q - torch.logsumexp(log_q.reshape(-1), 0)
-    for _ in range(iters):
-        log_q = log_q - torch.logsumexp(log_q, 1, keepdim=True) - math.log(n)
-        log_q = log_q - torch.logsumexp(log_q, 0, keepdim=True) - math.log(k)
-    return log_q.exp()
-
-
-def sinkhorn_assign(distances, epsilon: float = 0.003, iters: int = 50) -> torch.Tensor:
-    """Balanced codes ``[n]``: distances are centred and scaled to [-1, 1] (as LC-Rec), then argmax of the plan."""
-    d = torch.as_tensor(distances, dtype=torch.float64)
-    middle = (d.max() + d.min()) / 2
-    amplitude = d.max() - middle + 1e-5
-    return sinkhorn((d - middle) / amplitude, epsilon, iters).argmax(1)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # encoding
 
 
 @torch.no_grad()
-def encode_with_distances(model: RQVAE, x, sinkhorn_last_level: bool = True, epsilon: float = 0.003,
-                          sinkhorn_iters: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Codes ``[n, levels]`` (int64) and last-level squared distances ``[n, K]`` for every row of ``x``."""
+def encode_with_distances(model: RQVAE, x, balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Codes ``[n, levels]`` (int64) and last-level squared distances ``[n, K]`` for every row of ``x``.
+
+    Level by level over all rows: when ``balanced``, every level whose epsilon is > 0 is assigned by a Sinkhorn
+    plan over the whole data set (balanced code usage), the others by nearest code.
+    """
     model.eval()
     device = next(model.parameters()).device
     x = x.float() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
-    codes, dists = [], []
-    for i in range(0, len(x), CHUNK):
-        c, d = model.codes_and_last_distances(x[i:i + CHUNK].to(device))
-        codes.append(c.cpu())
-        dists.append(d.cpu())
-    codes, dists = torch.cat(codes), torch.cat(dists)
-    if sinkhorn_last_level:
-        codes[:, -1] = sinkhorn_assign(dists, epsilon, sinkhorn_iters)
-    return codes.numpy().astype(np.int64), dists.numpy()
+    r = torch.cat([model.encoder(x[i:i + CHUNK].to(device)) for i in range(0, len(x), CHUNK)])
+    codes = []
+    for level, book in enumerate(model.codebooks):
+        d = squared_distances(r, book.weight)
+        idx = model.assign(level, d, balanced=balanced)
+        r = r - book(idx)
+        codes.append(idx)
+    return torch.stack(codes, 1).cpu().numpy().astype(np.int64), d.cpu().numpy()
 
 
-def encode(model: RQVAE, x, sinkhorn_last_level: bool = True, epsilon: float = 0.003) -> np.ndarray:
-    """Codes ``[n, levels]`` (int64); the last level Sinkhorn-balanced over all rows when asked."""
-    return encode_with_distances(model, x, sinkhorn_last_level, epsilon)[0]
+def encode(model: RQVAE, x, balanced: bool = False) -> np.ndarray:
+    """Codes ``[n, levels]`` (int64); see :func:`encode_with_distances`."""
+    return encode_with_distances(model, x, balanced)[0]
 
 
 @torch.no_grad()
-def reconstruction_mse(model: RQVAE, x: np.ndarray, codes: np.ndarray) -> float:
-    """Mean squared error between ``x`` and the decoder's output from the given ``codes`` (not re-encoded)."""
+def decode(model: RQVAE, codes: np.ndarray) -> np.ndarray:
+    """The decoder's ``[n, dim]`` output for the given ``codes`` ``[n, levels]`` (not re-encoded)."""
     model.eval()
     device = next(model.parameters()).device
-    sq_err = 0.0
-    for i in range(0, len(x), CHUNK):
-        x_hat = model.decode_codes(torch.as_tensor(codes[i:i + CHUNK]).to(device)).cpu()
-        sq_err += float((x_hat - torch.as_tensor(x[i:i + CHUNK])).pow(2).sum())
-    return sq_err / x.size
+    out = [model.decode_codes(torch.as_tensor(codes[i:i + CHUNK]).to(device)).cpu()
+           for i in range(0, len(codes), CHUNK)]
+    return torch.cat(out).numpy()
+
+
+def reconstruction_mse(model: RQVAE, x: np.ndarray, codes: np.ndarray) -> float:
+    """Mean squared error between ``x`` and the decoder's output from the given ``codes`` (not re-encoded)."""
+    return float(((decode(model, codes) - np.asarray(x, dtype=np.float32)) ** 2).mean())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -199,30 +190,53 @@ def reconstruction_mse(model: RQVAE, x: np.ndarray, codes: np.ndarray) -> float:
 
 def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[int], latent_dim: int, epochs: int,
                 batch_size: int, lr: float, weight_decay: float = 0.0, beta: float = 0.25, batch_norm: bool = False,
-                seed: int = 0, device: str = "cpu", kmeans_iters: int = 100) -> tuple[RQVAE, list[dict]]:
-    """Train an RQ-VAE on the rows of ``x``; return the model at its lowest epoch loss (eval mode) and the history.
+                dropout: float = 0.0, sinkhorn_epsilon: list[float] | None = None, sinkhorn_iters: int = 50,
+                warmup_epochs: int = 0, lr_scheduler: str = "constant", eval_every: int = 0,
+                select: str = "best_loss", seed: int = 0, device: str = "cpu",
+                kmeans_iters: int = 100) -> tuple[RQVAE, list[dict], dict]:
+    """Train an RQ-VAE on the rows of ``x`` (LC-Rec's recipe); return ``(model, history, checkpoints)``.
 
-    History has one dict per epoch: epoch (1-based), loss, recon, quant (means over the epoch's batches) and
-    collision_rate of nearest-code tuples over all rows (every max(1, epochs // 10) epochs and at the end, else None).
+    AdamW with a linear warm-up over ``warmup_epochs`` epochs, then a ``constant``, ``linear``ly or ``cosine``
+    decaying rate (``transformers.get_scheduler``). Two checkpoints are kept: the state with the lowest epoch loss and the state
+    with the lowest collision rate of nearest-code tuples over all rows (checked every ``eval_every`` epochs, 0 =
+    every max(1, epochs // 10), and at the last epoch; ties keep the earlier, lower-loss one). ``select``
+    (``best_loss`` | ``best_collision`` | ``last``) says which the returned model (eval mode) holds;
+    ``checkpoints`` maps ``best_loss`` / ``best_collision`` to ``{"epoch", "loss", "collision_rate", "state"}``.
+
+    History has one dict per epoch: epoch (1-based), lr, loss, recon, quant (means over the epoch's batches),
+    seconds (the epoch's training pass) and collision_rate (None on epochs without a check). Same seed and data, same device: identical results.
     """
+    from transformers import get_scheduler
+
+    if select not in SELECT:
+        raise ValueError(f"select must be one of {SELECT}, got {select!r}")
     torch.manual_seed(seed)
     np.random.seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_t = torch.as_tensor(np.asarray(x, dtype=np.float32)).to(device)
     n = len(x_t)
     model = RQVAE(x_t.shape[1], levels=levels, codebook_size=codebook_size, hidden=list(hidden),
-                  latent_dim=latent_dim, beta=beta, batch_norm=batch_norm).to(device)
-    log.info("RQ-VAE: %d items x %d dims, %d levels x %d codes, hidden %s, latent %d, %d parameters",
-             n, x_t.shape[1], levels, codebook_size, list(hidden), latent_dim,
-             sum(p.numel() for p in model.parameters()))
+                  latent_dim=latent_dim, beta=beta, batch_norm=batch_norm, dropout=dropout,
+                  sinkhorn_epsilon=sinkhorn_epsilon, sinkhorn_iters=sinkhorn_iters).to(device)
+    log.info("RQ-VAE: %d items x %d dims, %d levels x %d codes, hidden %s, latent %d, %d parameters, "
+             "batch_norm %s, sinkhorn epsilon %s", n, x_t.shape[1], levels, codebook_size, list(hidden), latent_dim,
+             sum(p.numel() for p in model.parameters()), batch_norm, model.sinkhorn_epsilon)
 
-    model.train()
+    model.train()  # k-means on the encoder's output as training sees it (BatchNorm batch statistics)
     kmeans_init(model, x_t, seed=seed, niter=kmeans_iters)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(n / batch_size)
+    if batch_norm and n % batch_size == 1 and n > 1:
+        steps_per_epoch -= 1
+    if lr_scheduler not in SCHEDULES:
+        raise ValueError(f"lr_scheduler must be one of {tuple(SCHEDULES)}, got {lr_scheduler!r}")
+    scheduler = get_scheduler(SCHEDULES[lr_scheduler], optimizer, num_warmup_steps=warmup_epochs * steps_per_epoch,
+                              num_training_steps=max(1, epochs * steps_per_epoch))
 
-    eval_every = max(1, epochs // 10)
+    eval_every = eval_every or max(1, epochs // 10)
     history: list[dict] = []
-    best_loss, best_state, best_epoch = math.inf, None, 0
+    best = {"best_loss": {"loss": math.inf, "collision_rate": math.inf, "epoch": 0, "state": None},
+            "best_collision": {"loss": math.inf, "collision_rate": math.inf, "epoch": 0, "state": None}}
     bar = tqdm(range(1, epochs + 1), desc="rqvae", mininterval=10)
     for epoch in bar:
         model.train()
@@ -231,29 +245,37 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
             batches = batches[:-1]  # BatchNorm cannot train on a single row
         sums = {"loss": 0.0, "recon": 0.0, "quant": 0.0}
         seen = 0
+        lr_now = scheduler.get_last_lr()[0]
+        t_epoch = time.perf_counter()
         for idx in batches:
             _, losses, _ = model(x_t[idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
+            scheduler.step()
             for key in sums:
                 sums[key] += losses[key].item() * len(idx)
             seen += len(idx)
-        row = {"epoch": epoch, **{key: value / seen for key, value in sums.items()}, "collision_rate": None}
+        row = {"epoch": epoch, "lr": lr_now, **{key: value / seen for key, value in sums.items()},
+               "seconds": round(time.perf_counter() - t_epoch, 4), "collision_rate": None}
 
-        if row["loss"] < best_loss:
-            best_loss, best_epoch = row["loss"], epoch
-            best_state = copy.deepcopy(model.state_dict())
         if epoch % eval_every == 0 or epoch == epochs:
-            codes = encode(model, x_t, sinkhorn_last_level=False)
-            row["collision_rate"] = collision_stats(codes)["collision_rate"]
+            row["collision_rate"] = collision_stats(encode(model, x_t))["collision_rate"]
             log.info("epoch %d: loss %.5f recon %.5f quant %.5f collision_rate %.4f",
                      epoch, row["loss"], row["recon"], row["quant"], row["collision_rate"])
+        if row["loss"] < best["best_loss"]["loss"]:
+            best["best_loss"] = {"loss": row["loss"], "collision_rate": row["collision_rate"], "epoch": epoch,
+                                 "state": copy.deepcopy(model.state_dict())}
+        if row["collision_rate"] is not None and row["collision_rate"] < best["best_collision"]["collision_rate"]:
+            best["best_collision"] = {"loss": row["loss"], "collision_rate": row["collision_rate"], "epoch": epoch,
+                                      "state": copy.deepcopy(model.state_dict())}
         bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
         history.append(row)
 
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    log.info("best epoch %d (loss %.5f)", best_epoch, best_loss)
+    if select != "last" and best[select]["state"] is not None:
+        model.load_state_dict(best[select]["state"])
+    log.info("selected %s: epoch %s; best loss %.5f at epoch %d, best collision rate %.4f at epoch %d",
+             select, best[select]["epoch"] if select != "last" else epochs, best["best_loss"]["loss"],
+             best["best_loss"]["epoch"], best["best_collision"]["collision_rate"], best["best_collision"]["epoch"])
     model.eval()
-    return model, history
+    return model, history, best

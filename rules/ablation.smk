@@ -1,0 +1,103 @@
+# The semantic-ID ablation: every tokenizer x collision policy x embedding view of the `ablation` section, built
+# from that category's `quantize` section (with `ablation.quantize` laid over it) and scored downstream with the
+# seqrec model (`finetune` / `evaluate` sections with `ablation.finetune` / `ablation.evaluate` laid over them).
+# Not part of `all`: `snakemake results/ablation_ids.csv`.
+ABLATION = config.get("ablation", {})
+ABLATION_CATEGORIES = ABLATION.get("categories") or CATEGORIES
+ABLATION_DIR = "results/{category}/ids/ablation/{tokenizer}-{policy}-{view}"
+
+
+def ablation_section(section, category):
+    cfg = merged(section, category)
+    cfg.update(ABLATION.get(section, {}))
+    return canonical(cfg)
+
+
+def ablation_quantize_params(wildcards):
+    cfg = ablation_section("quantize", wildcards.category)
+    cfg.update(tokenizer=wildcards.tokenizer, collision_policy=wildcards.policy, view=wildcards.view)
+    return canonical(cfg)
+
+
+def ablation_runs():
+    runs = []
+    for cat in ABLATION_CATEGORIES:
+        for t in ABLATION.get("tokenizers", []):
+            for p in ABLATION.get("policies", []):
+                for v in ABLATION.get("views", []):
+                    folder = ABLATION_DIR.format(category=cat, tokenizer=t, policy=p, view=v)
+                    runs.append({"category": cat, "tokenizer": t, "policy": p, "view": v,
+                                 "stats": f"{folder}/stats.json", "metrics": f"{folder}/seqrec_metrics.json"})
+    return runs
+
+
+wildcard_constraints:
+    tokenizer="rqvae|rqkmeans|opq|pq",
+    policy="none|sinkhorn|suffix|nearest_free",
+    view="mm|text|image",
+
+
+rule quantize_ablation:
+    input:
+        npy="results/{category}/embed/qwen_{view}.npy",
+    output:
+        index=f"{ABLATION_DIR}/index.json",
+        stats=f"{ABLATION_DIR}/stats.json",
+        plot=f"{ABLATION_DIR}/training_curve.png",
+    params:
+        cfg=ablation_quantize_params,
+    threads: rule_resources("quantize", "threads", 2)
+    resources:
+        mem_mb=rule_resources("quantize", "mem_mb", 4000),
+        runtime=rule_resources("quantize", "runtime", 60),
+    log:
+        "logs/quantize_ablation/{category}.{tokenizer}-{policy}-{view}.log",
+    benchmark:
+        "benchmarks/quantize_ablation/{category}.{tokenizer}-{policy}-{view}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/quantize.py"
+
+
+rule ablation_score:
+    input:
+        model=base_model(),
+        inter=prepared("{category}", "inter.json"),
+        index=f"{ABLATION_DIR}/index.json",
+    output:
+        metrics=f"{ABLATION_DIR}/seqrec_metrics.json",
+        topk=f"{ABLATION_DIR}/seqrec_topk.jsonl",
+    params:
+        finetune=lambda wc: ablation_section("finetune", wc.category),
+        evaluate=lambda wc: ablation_section("evaluate", wc.category),
+        codebook_size=lambda wc: ablation_section("quantize", wc.category)["codebook_size"],
+        model=model_runtime(),
+    threads: rule_resources("finetune", "threads", 2)
+    resources:
+        gpu=rule_resources("finetune", "gpu", 1),
+        mem_mb=rule_resources("finetune", "mem_mb", 8000),
+        runtime=rule_resources("finetune", "runtime", 240),
+    log:
+        "logs/ablation_score/{category}.{tokenizer}-{policy}-{view}.log",
+    benchmark:
+        "benchmarks/ablation_score/{category}.{tokenizer}-{policy}-{view}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/ablation_score.py"
+
+
+rule ablation_ids:
+    input:
+        [r["stats"] for r in ablation_runs()] + [r["metrics"] for r in ablation_runs()],
+    output:
+        csv="results/ablation_ids.csv",
+    params:
+        runs=ablation_runs(),
+    log:
+        "logs/ablation_ids/ablation_ids.log",
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/ablation_gather.py"
