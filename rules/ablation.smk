@@ -70,7 +70,7 @@ rule ablation_score:
         topk=f"{ABLATION_DIR}/seqrec_topk.jsonl",
     params:
         finetune=lambda wc: ablation_section("finetune", wc.category),
-        evaluate=lambda wc: ablation_section("evaluate", wc.category),
+        evaluate=lambda wc: {k: v for k, v in ablation_section("evaluate", wc.category).items() if k in DECODE_KEYS},
         codebook_size=lambda wc: ablation_section("quantize", wc.category)["codebook_size"],
         model=model_runtime(),
     threads: rule_resources("finetune", "threads", 2)
