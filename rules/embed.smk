@@ -47,5 +47,7 @@ rule embed_view:
         "logs/embed_view/{category}.{view}.log",
     benchmark:
         "benchmarks/embed_view/{category}.{view}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/embed.py"

@@ -46,5 +46,7 @@ rule quantize_mql4rec:
         "logs/quantize_mql4rec/{category}.log",
     benchmark:
         "benchmarks/quantize_mql4rec/{category}.tsv"
+    conda:
+        "../envs/torch.yaml"
     script:
         "../workflow/scripts/quantize_mql4rec.py"
