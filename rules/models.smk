@@ -36,8 +36,8 @@ elif config["model"].get("hf_repo"):
             "../workflow/scripts/download_model.py"
 
 
-# Tiny random BLIP-2 / InstructBLIP for the demo's text-generation baselines (evaluate.textgen.baselines with
-# build_tiny: true). The real study copies Salesforce checkpoints to the configured local paths.
+# BLIP-2 / InstructBLIP for the text-generation baselines (evaluate.textgen.baselines): tiny random ones built from
+# config for the demo (build_tiny: true), or a Hugging Face snapshot (hf_repo) fetched once into the local path.
 for _name, _spec in config["evaluate"].get("textgen", {}).get("baselines", {}).items():
     if _spec.get("build_tiny") and _spec["kind"] in ("blip2", "instructblip"):
 
@@ -55,3 +55,23 @@ for _name, _spec in config["evaluate"].get("textgen", {}).get("baselines", {}).i
                 "../envs/torch.yaml"
             script:
                 "../workflow/scripts/build_tiny_blip.py"
+
+    elif _spec.get("hf_repo"):
+
+        rule:
+            name:
+                f"download_{_name}"
+            output:
+                directory(_spec["path"]),
+            params:
+                repo=_spec["hf_repo"],
+                revision=_spec.get("revision"),
+            retries: 2
+            log:
+                f"logs/download_{_name}/download.log",
+            benchmark:
+                f"benchmarks/download_{_name}/download.tsv"
+            conda:
+                "../envs/torch.yaml"
+            script:
+                "../workflow/scripts/download_model.py"

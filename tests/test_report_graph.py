@@ -46,11 +46,14 @@ def test_real_config_dry_run_plans_every_job_offline(tmp_path):
     n_cat, methods = len(cfg["categories"]), cfg["methods"]
     assert n_cat == 9
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    per_category = ["download_raw", "fetch_images", "prepare", "embed", "quantize", "report_category"]
-    per_category += [f"evaluate_{m}" for m in methods]
+    per_category = ["download_raw", "fetch_images", "prepare", "embed", "quantize", "report_category",
+                    "enrich", "enrich_checks", "enrich_utility", "evaluate_popularity", "evaluate_i2i"]
     for rule in per_category:
         assert int(counts[rule]) == n_cat, (rule, counts)
-    assert int(counts["finetune"]) == n_cat * len([m for m in methods if m.startswith("ours")])
+    generative = [m for m in methods if m.startswith("ours")]
+    assert int(counts["evaluate_ours"]) == int(counts["textgen_ours"]) == n_cat * len(generative)
+    assert int(counts["finetune"]) == int(counts["finetune_multistage"]) == int(counts["merge_adapters"]) == n_cat
+    assert int(counts["textgen_baseline"]) == n_cat * len(cfg["evaluate"]["textgen"]["baselines"])
     assert counts["download_model"] == counts["summary"] == "1"
     assert not list(tmp_path.glob("resources/*")), "a dry-run must not create files"
     print(f"dry-run: {int(counts['total'])} jobs, {wall:.1f} s wall, {cpu:.1f} s CPU")
