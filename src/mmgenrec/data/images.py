@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
 from pathlib import Path
 
 from PIL import Image
+
+log = logging.getLogger(__name__)
 
 _SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Amazon thumbnail URLs carry a size modifier before the extension: ..._SX38_SY50_CR,0,0,38,50_.jpg
@@ -71,3 +74,18 @@ def link_or_copy(src: str | Path, dst: str | Path) -> None:
         os.link(src, dst)
     except OSError:  # another file system, or hard links not permitted
         shutil.copyfile(src, dst)
+
+
+def load_item_image(image_dir: str | Path | None, name: str | None, item: str = "") -> Image.Image | None:
+    """The prepared item image ``image_dir/name`` as RGB, or ``None`` when the item has none or it is unreadable
+    (a warning names the item and file: the item is then used from its text only)."""
+    if not name or image_dir is None:
+        return None
+    path = Path(image_dir) / name
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        log.warning("item %s: image %s unreadable (%s); text only", item or "?", path, e)
+        return None
+

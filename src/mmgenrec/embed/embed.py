@@ -17,6 +17,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mmgenrec.io import InputError, read_json, save_npy, write_json
+from mmgenrec.data.images import load_item_image
 from mmgenrec.models.loading import load_vlm
 from mmgenrec.prompts import item_messages, item_text
 
@@ -24,18 +25,6 @@ log = logging.getLogger(__name__)
 
 VIEWS = ("mm", "text", "image")
 EMBED_INSTRUCTION = ""  # the item alone, as in the study's extraction: no instruction text
-
-
-def _load_image(image_dir: Path, name: str | None, item_id: str) -> Image.Image | None:
-    if not name:
-        return None
-    path = image_dir / name
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        log.warning("item %s: image %s unreadable (%s); embedding text only", item_id, path, e)
-        return None
 
 
 @torch.inference_mode()
@@ -86,7 +75,7 @@ def embed_items(
     for start in tqdm(range(0, len(ids), batch_size), desc="embed", unit="batch"):
         chunk = ids[start : start + batch_size]
         texts = [item_text(items[i], enriched.get(i), max_text_chars) for i in chunk]
-        images = [_load_image(image_dir, items[i].get("image"), i) if use_images else None for i in chunk]
+        images = [load_item_image(image_dir, items[i].get("image"), i) if use_images else None for i in chunk]
         if view == "image":  # the image alone; text only for items without one
             n_fallback += sum(im is None for im in images)
             texts = [text if im is None else "" for text, im in zip(texts, images)]

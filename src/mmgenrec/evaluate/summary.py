@@ -12,13 +12,12 @@ tables, paired bootstrap intervals between methods, and plots.
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from mmgenrec.evaluate.metrics import paired_bootstrap
-from mmgenrec.io import InputError, atomic_path, read_json, write_text
+from mmgenrec.io import InputError, atomic_path, iter_json_lines, read_json, write_text
 
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 TEXT_METRICS = ("BLEU", "chrF", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BERTScore-F1")
@@ -48,18 +47,11 @@ def _cat_method(path: Path) -> tuple[str, str]:
 def per_user_values(topk_jsonl: str | Path, metrics: tuple[str, ...]) -> pd.DataFrame:
     """user -> per-user metric values from a ``seqrec_topk.jsonl``."""
     rows = []
-    with open(topk_jsonl, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{topk_jsonl}: line {lineno}: not valid JSON ({e.msg})") from None
-            missing = [m for m in ("user", *metrics) if m not in rec]
-            if missing:
-                raise InputError(f"{topk_jsonl}: line {lineno}: field {missing[0]!r} missing")
-            rows.append({"user": str(rec["user"]), **{m: float(rec[m]) for m in metrics}})
+    for lineno, rec in iter_json_lines(topk_jsonl):
+        missing = [m for m in ("user", *metrics) if m not in rec]
+        if missing:
+            raise InputError(f"{topk_jsonl}: line {lineno}: field {missing[0]!r} missing")
+        rows.append({"user": str(rec["user"]), **{m: float(rec[m]) for m in metrics}})
     return pd.DataFrame(rows).set_index("user")
 
 

@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from mmgenrec.io import InputError, atomic_path, read_json, write_json
+from mmgenrec.data.images import load_item_image
 from mmgenrec.prompts import ENRICH_TEMPLATES, ENRICHED_FIELDS, enrich_answer, item_messages, item_text, render
 
 log = logging.getLogger(__name__)
@@ -134,18 +135,6 @@ def greedy_config(max_new_tokens: int, eos_token_id, pad_token_id):
         max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, temperature=1.0, top_k=50, top_p=1.0,
         repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0, length_penalty=1.0,
         eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=True)
-
-
-def _image(image_dir: Path | None, name: str | None, size: int = 224) -> Image.Image | None:
-    if not name or image_dir is None:
-        return None
-    path = image_dir / name
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        log.warning("image %s unreadable (%s); the item is described from its text only", path, e)
-        return None
 
 
 class Generator:
@@ -256,7 +245,7 @@ def evaluate_textgen(
     for s in tqdm(range(0, len(ids), batch_size), desc=f"textgen {system}", unit="batch"):
         chunk = ids[s:s + batch_size]
         texts = [item_text(items[i], max_chars=max_text_chars) for i in chunk]  # raw item text, never the enrichment
-        hyps += gen(texts, [_image(image_dir, items[i].get("image")) for i in chunk])
+        hyps += gen(texts, [load_item_image(image_dir, items[i].get("image"), i) for i in chunk])
     metrics = text_metrics(hyps, refs, bertscore_model=bertscore_model)
     with atomic_path(generations_path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for i, h, r in zip(ids, hyps, refs):
