@@ -43,18 +43,9 @@ def run(tmp_path_factory):
     cfg["finetune"]["epochs"] = 1
     cfg["evaluate"]["textgen"]["enabled"] = True
     cfg["evaluate"]["textgen"]["max_items"] = 4
+    cfg["methods"] = ["ours", "popularity"]
     config = workdir / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    smk(workdir, config, f"results/{CAT}/prepared/{CAT}.item.json")
-    items = json.loads((workdir / "results" / CAT / "prepared" / f"{CAT}.item.json").read_text())
-    ids = sorted(items, key=int)
-    enriched = {i: {"enhanced_title": f"{items[i]['title']} (enhanced)", "tags": ["music", "gear"],
-                    "highlights": [items[i].get("brand") or "unbranded"], "characteristics": {"id": i},
-                    "has_image": bool(items[i].get("image"))} for i in ids[::3]}
-    enrich = workdir / "results" / CAT / "enrich"
-    enrich.mkdir(parents=True)
-    (enrich / "enriched.json").write_text(json.dumps(enriched))
-    (enrich / "split.json").write_text(json.dumps({"train": ids[:-20], "heldout": ids[-20:]}))
     smk(workdir, config, "results/summary.csv")
     return workdir, config, cfg
 
@@ -93,7 +84,7 @@ def test_summary_files(run):
     workdir, _, _ = run
     csv = pd.read_csv(workdir / "results" / "summary.csv")
     pd.testing.assert_frame_equal(csv, pd.read_parquet(workdir / "results" / "summary.parquet"))
-    assert set(csv.task) == {"seqrec", "bootstrap", "textgen", "i2i"}
+    assert set(csv.task) == {"seqrec", "bootstrap", "textgen", "i2i", "enrich_checks", "enrich_utility"}
     get = lambda task, method, metric: csv.query(  # noqa: E731
         "task == @task and method == @method and metric == @metric").value.item()
     diff = get("bootstrap", "ours vs popularity", "HR@10 diff")
@@ -103,6 +94,7 @@ def test_summary_files(run):
     assert set(csv[csv.task == "textgen"].method) == {"ours", "base_vlm", "blip2", "instructblip"}
     md = (workdir / "results" / "summary.md").read_text()
     assert "Paired bootstrap" in md and "Text generation" in md and "Item-to-item" in md
+    assert "## Enriched item text" in md and any(v in md for v in ("helps", "no_difference", "hurts"))
     assert (workdir / "results" / "plots" / "seqrec_hr10.png").stat().st_size > 1000
 
 
