@@ -100,7 +100,7 @@ def test_summary_files(run):
 
 def test_rerun_no_op_and_bootstrap_setting_reruns_only_summary(run, tmp_path):
     workdir, config, cfg = run
-    proc = smk(workdir, config)
+    proc = smk(workdir, config, "results/summary.csv")  # the target the fixture built
     assert "Nothing to be done" in proc.stdout + proc.stderr
     cfg = json.loads(json.dumps(cfg))
     cfg["evaluate"]["n_boot"] = 50
