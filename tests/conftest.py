@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to the repository and to the real public data slices (tests skip when absent)."""
+"""Shared fixtures: the repository, the real public data slices (tests skip when absent), a tiny Qwen2.5-VL."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+
+from mmgenrec.data.synthetic import vocabulary_corpus
+from mmgenrec.models.tiny import build_tiny_qwen25vl
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MMGENREC_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -17,3 +20,12 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip(f"real data slices not found at {SHARED} (set MMGENREC_SHARED_DATA)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A tiny random Qwen2.5-VL saved to disk (load it with ``from_pretrained``; never write into it)."""
+    path = tmp_path_factory.mktemp("models") / "tiny"
+    build_tiny_qwen25vl(path, vocabulary_corpus(), vocab_size=600, hidden_size=64, num_layers=2, num_heads=2,
+                        num_kv_heads=1, intermediate_size=128, vision_depth=1, vision_hidden_size=32, seed=0)
+    return path

@@ -12,27 +12,17 @@ import torch
 from PIL import Image
 from transformers import TrainerCallback
 
-from mmgenrec.data.synthetic import vocabulary_corpus
 from mmgenrec.finetune.data import MultimodalCollator, MultiTaskDataset, build_examples
 from mmgenrec.finetune.merge import merge_for_category, merge_lora
 from mmgenrec.finetune.train import finetune, prepare_model
 from mmgenrec.models.item_tokens import item_vocabulary
 from mmgenrec.models.loading import load_finetuned, load_vlm
-from mmgenrec.models.tiny import build_tiny_qwen25vl
 from mmgenrec.prompts import (
     ENRICHED_FIELDS, SEQREC_TEMPLATES, TASKS, TEMPLATES, enrich_answer, parse_enrich_answer, render, seqrec_messages,
     task_messages,
 )
 
 LEVELS, K = 2, 8
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    build_tiny_qwen25vl(path, vocabulary_corpus(), vocab_size=600, hidden_size=64, num_layers=2, num_heads=2,
-                        num_kv_heads=1, intermediate_size=128, vision_depth=1, vision_hidden_size=32, seed=0)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -9,24 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgenrec.data.synthetic import vocabulary_corpus
 from mmgenrec.finetune.data import PadCollator, SeqRecDataset, seqrec_pairs
 from mmgenrec.finetune.train import finetune_seqrec, prepare_model
 from mmgenrec.models.item_tokens import LORA_TARGET_REGEX
 from mmgenrec.models.loading import load_finetuned, load_vlm
-from mmgenrec.models.tiny import build_tiny_qwen25vl
 from mmgenrec.prompts import item_messages
 
 LEVELS, K = 2, 8
 TOKENS = [f"<{chr(97 + lv)}_{c}>" for lv in range(LEVELS) for c in range(K)]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("models") / "tiny"
-    build_tiny_qwen25vl(path, vocabulary_corpus(), vocab_size=600, hidden_size=64, num_layers=2, num_heads=2,
-                        num_kv_heads=1, intermediate_size=128, vision_depth=1, vision_hidden_size=32, seed=0)
-    return path
 
 
 @pytest.fixture(scope="module")
