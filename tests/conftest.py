@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from mmgenrec.data.synthetic import vocabulary_corpus
 from mmgenrec.models.tiny import build_tiny_qwen25vl
@@ -29,3 +30,12 @@ def tiny(tmp_path_factory):
     build_tiny_qwen25vl(path, vocabulary_corpus(), vocab_size=600, hidden_size=64, num_layers=2, num_heads=2,
                         num_kv_heads=1, intermediate_size=128, vision_depth=1, vision_hidden_size=32, seed=0)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models: one torch thread is ~20x faster than two on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

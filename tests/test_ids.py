@@ -23,16 +23,9 @@ from mmgenrec.quantize.run import (
 )
 from mmgenrec.quantize.tokenizers import TOKENIZERS
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 RQ = dict(hidden=[32], latent_dim=8, epochs=15, batch_size=32, lr=3e-3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is ~20x faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def colliding_matrix(seed=1):

@@ -13,17 +13,10 @@ from mmgenrec.quantize.collisions import collision_stats, resolve_nearest_free
 from mmgenrec.quantize.rqvae import RQVAE, encode, encode_with_distances, sinkhorn, sinkhorn_assign, train_rqvae
 from mmgenrec.quantize.run import code_tokens, codes_to_index, load_index, quantize_file
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL = dict(levels=3, codebook_size=16, hidden=[32], latent_dim=8, epochs=20, batch_size=64, lr=1e-3,
              sinkhorn_epsilon=[0.0, 0.0, 0.003])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one torch thread is ~20x faster than two on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def random_matrix(n=200, d=32, seed=0):
