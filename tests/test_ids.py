@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from mmgenrec.io import InputError, read_json
+from mmgenrec.models.item_tokens import item_vocabulary
 from mmgenrec.quantize.ablation import collapse_collisions, gather, grid
 from mmgenrec.quantize.collisions import POLICIES, collision_stats, resolve, resolve_sinkhorn, resolve_suffix
 from mmgenrec.quantize.rqvae import RQVAE, encode, train_rqvae
 from mmgenrec.quantize.run import (
     code_tokens,
-    index_vocabulary,
     load_index,
     quantize_file,
     quantize_matrix,
@@ -167,7 +167,7 @@ def test_suffix_index_round_trips_with_an_extra_level(tmp_path):
     index = load_index(tmp_path / "index.json", codebook_size=16)
     assert {len(t) for t in index.values()} == {4} and all(t[3].startswith("<d_") for t in index.values())
     assert sum(t[3] != "<d_0>" for t in index.values()) >= 30  # the duplicates were numbered
-    assert index_vocabulary(index, 16) == code_tokens(4, 16)
+    assert item_vocabulary(index, 16) == code_tokens(4, 16)
     assert {str(k): v for k, v in index.items()} == json.loads((tmp_path / "index.json").read_text())
 
 
@@ -183,7 +183,7 @@ def test_mql4rec_index(tmp_path):
     assert len({tuple(t[:4]) for t in index.values()}) == 80 == len({tuple(t[4:]) for t in index.values()})
     assert stats["text"]["dim"] == 16 and stats["image"]["dim"] == 8
     assert stats["joint_collisions"]["collision_rate"] == 0
-    vocab = index_vocabulary(index, 8)
+    vocab = item_vocabulary(index, 8)
     assert len(vocab) == 64 and "<A_7>" in vocab and "<d_0>" in vocab
     np.save(tmp_path / "short.npy", rng.normal(size=(79, 8)).astype(np.float32))
     with pytest.raises(InputError, match="short.npy"):

@@ -10,7 +10,8 @@ from mmgenrec import logs
 from mmgenrec.evaluate.seqrec import evaluate_seqrec
 from mmgenrec.finetune.train import finetune_seqrec
 from mmgenrec.quantize.ablation import collapse_collisions
-from mmgenrec.quantize.run import index_vocabulary, load_index
+from mmgenrec.models.item_tokens import item_vocabulary
+from mmgenrec.quantize.run import load_index
 
 logs.setup(snakemake.log[0], snakemake.threads)
 out = Path(snakemake.output.metrics)
@@ -20,7 +21,7 @@ with tempfile.TemporaryDirectory(dir=out.parent, prefix=".score.") as scratch:
     index, inter = snakemake.input.index, snakemake.input.inter
     collapse_collisions(index, inter, scratch / "index.json", scratch / "inter.json")
     index, inter = scratch / "index.json", scratch / "inter.json"  # identical to the inputs when no ID is shared
-    vocab = index_vocabulary(load_index(index), snakemake.params.codebook_size)
+    vocab = item_vocabulary(load_index(index), snakemake.params.codebook_size)
     finetune_seqrec(snakemake.input.model, inter, index, scratch / "model", all_tokens=vocab,
                     device=runtime["device"], dtype=runtime["dtype"], **snakemake.params.finetune)
     evaluate_seqrec(snakemake.input.model, scratch / "model", inter, index, snakemake.output.metrics,

@@ -8,6 +8,8 @@ that the real checkpoint already has beyond its tokenizer (152064 rows for 15166
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 LORA_TARGET_REGEX = (
@@ -45,21 +47,31 @@ def tied(model) -> bool:
     return out is not None and out.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
 
 
+ITEM_TOKEN = re.compile(r"<([A-Za-z])_(\d+)>")
+
+
 def item_vocabulary(index: dict, codebook_size: int | None = None, base_tokens: list[str] | None = None) -> list[str]:
     """The item tokens to add, derived from the index itself: ``<letter_code>`` for every level the index uses
-    (4, or 5 with a suffix level) and every code below ``codebook_size``, in level-major order, plus any token
-    of the index outside that grid (e.g. a suffix code beyond the codebook), plus ``base_tokens`` first when given
-    (so a caller's fixed vocabulary keeps its ids)."""
+    (its letters as the index spells them: ``a..d``, ``a..e`` with a suffix level, ``a..dA..D`` for MQL4Rec) and
+    every code below ``codebook_size``, in level-major order; then any token of the index outside that grid (e.g.
+    a suffix code beyond the codebook); ``base_tokens`` first when given (so a caller's fixed vocabulary keeps its
+    ids)."""
     tokens = list(base_tokens or [])
     seen = set(tokens)
-    levels = max((len(v) for v in index.values()), default=0)
-    if codebook_size:
-        for level in range(levels):
-            for code in range(codebook_size):
-                tok = f"<{chr(97 + level)}_{code}>"
-                if tok not in seen:
-                    seen.add(tok)
-                    tokens.append(tok)
-    extra = sorted({t for v in index.values() for t in v} - seen,
-                   key=lambda t: (t[1:].split("_")[0], int(t[:-1].split("_")[1]) if t[:-1].split("_")[-1].isdigit() else 0, t))
-    return tokens + extra
+    longest = max(index.values(), key=len, default=[])
+    letters = [m.group(1) if (m := ITEM_TOKEN.fullmatch(t)) else None for t in longest]
+    if None in letters:
+        raise ValueError(f"not an item token layout: {longest}")
+    for letter in letters if codebook_size else []:
+        for code in range(codebook_size):
+            tok = f"<{letter}_{code}>"
+            if tok not in seen:
+                seen.add(tok)
+                tokens.append(tok)
+
+    def order(tok: str) -> tuple:
+        m = ITEM_TOKEN.fullmatch(tok)
+        return (letters.index(m.group(1)) if m and m.group(1) in letters else len(letters),
+                int(m.group(2)) if m else 0, tok)
+
+    return tokens + sorted({t for v in index.values() for t in v} - seen, key=order)

@@ -57,19 +57,6 @@ def expected_letters(tokens: list[str]) -> str | None:
     return LETTERS[:lower] + UPPER[:upper]
 
 
-def index_vocabulary(index: dict, codebook_size: int) -> list[str]:
-    """Every token an item of ``index`` may use: each of its levels (both cases for MQL4Rec) x ``codebook_size``.
-
-    What finetuning adds to the tokenizer; derived from the index, so the suffix level and the MQL4Rec layout are
-    covered without assuming 4 levels.
-    """
-    first = next(iter(index.values()))
-    letters = expected_letters(first)
-    if letters is None:
-        raise ValueError(f"unrecognised token layout {first}")
-    return [f"<{letter}_{c}>" for letter in letters for c in range(codebook_size)]
-
-
 def load_index(path: str | Path, *, allow_collisions: bool = False,
                codebook_size: int | None = None) -> dict[int, list[str]]:
     """Read and validate an index written by :func:`quantize_file`; raise InputError naming the file and item.
