@@ -21,10 +21,10 @@ demo: setup  ## the whole pipeline on the embedded default (synthetic data, tiny
 	@echo; echo "results/summary.md:"; cat results/summary.md
 
 test: setup  ## fast suite + the end-to-end demo run (no SLURM, no containers)
-	$(BIN)/pytest -m "not slurm and not container"
+	$(BIN)/pytest -m "not slurm and not container" --durations=15
 
 test-all: setup  ## the suites make test leaves out: a real local SLURM cluster, podman containers (.ci/run runs both)
-	$(BIN)/pytest -m "slurm or container"
+	$(BIN)/pytest -m "slurm or container" --durations=10
 
 dryrun: setup
 	$(BIN)/snakemake -n --configfile config/demo.yaml

@@ -1,8 +1,8 @@
 """Report figures/tables from finished outputs (unit tests), and ``snakemake --report`` opened in a headless browser.
 
-The end-to-end part runs one small demo category, builds ``report.html`` and loads it in Chromium's headless shell
-(``chromium-headless-shell`` from apt, installed when missing and possible): the page must load without a
-JavaScript error and its data must contain the summary table. Skipped with the reason where no headless
+The end-to-end part builds ``report.html`` over the session's demo run (``demo`` in conftest) and loads it in
+Chromium's headless shell (``chromium-headless-shell`` from apt, installed when missing and possible): the page
+must load without a JavaScript error and its data must contain the summary table. Skipped with the reason where no headless
 browser can be had.
 """
 
@@ -14,19 +14,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from PIL import Image
 
 from mmgenrec.io import InputError
 from mmgenrec.report.figures import category_figures, resource_table, summary_table
+from smkrun import smk
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 
 
 def _write(path: Path, obj) -> str:
@@ -106,36 +103,26 @@ def browser() -> str:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report")
-    cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
-    cat = cfg["categories"]["demo_music"]
-    cat["synthetic"]["n_users"] = 150
-    cfg["categories"] = {"demo_music": cat}
-    cfg["finetune"]["epochs"] = 1
-    config = tmp / "config.yaml"
-    config.write_text(yaml.safe_dump(cfg))
-    work = tmp / "work"
-    work.mkdir()
-    base = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(work)]
-    for args in (["--cores", "2"], ["--report", str(work / "report.html")]):
-        proc = subprocess.run([*base, *args, "--configfile", str(config)], capture_output=True, text=True, cwd=work)
-        assert proc.returncode == 0, proc.stderr[-6000:]
-    return work
+def report(demo, tmp_path_factory):
+    """``snakemake --report`` over the session's finished demo run (``demo`` in conftest)."""
+    html = tmp_path_factory.mktemp("report") / "report.html"
+    smk(demo.workdir, "--report", str(html), config=demo.config)
+    return demo.workdir, html
 
 
 @pytest.mark.slow
 def test_report_has_summary_figures_and_resources(report):
-    html = (report / "report.html").read_text()
+    work, page = report
+    html = page.read_text()
     # results are embedded as data: URIs; the summary table is one of them
     embedded = [base64.b64decode(m) for m in re.findall(r"data:text/html;charset=utf8;(?:filename=[^;\"]*;)?base64,([A-Za-z0-9+/=]+)", html)]
     summary = [blob.decode() for blob in embedded if b'id="summary"' in blob]
     assert summary, "summary table not embedded in the report"
-    metrics = json.loads((report / "results/demo_music/ours/seqrec_metrics.json").read_text())
+    metrics = json.loads((work / "results/demo_music/ours/seqrec_metrics.json").read_text())
     assert f"{metrics['HR@10']:.4f}" in summary[0]
     for name in ("hr_at_10.png", "collisions.png", "training_curves.png", "resources.html"):
         assert name in html, name
-    resources = pd.read_csv(report / "results/report/resources.csv").set_index("rule")
+    resources = pd.read_csv(work / "results/report/resources.csv").set_index("rule")
     assert {"embed", "quantize", "finetune", "evaluate_ours"} <= set(resources.index)
     assert resources.loc["finetune", "seconds_total"] > 0
 
@@ -144,7 +131,7 @@ def test_report_has_summary_figures_and_resources(report):
 def test_report_opens_in_headless_browser_without_errors(report):
     exe = browser()
     proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                           "--virtual-time-budget=10000", "--dump-dom", (report / "report.html").as_uri()],
+                           "--virtual-time-budget=10000", "--dump-dom", report[1].as_uri()],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]

@@ -20,16 +20,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+from smkrun import REPO, SNAKEMAKE, gpu_rules, jobs, smk
+
 UP = REPO / "tests" / "cluster" / "slurm_up.sh"
 CAT = "demo_music"
-GPU_RULES = {"embed", "finetune", "evaluate_ours"}
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -107,7 +107,7 @@ class Watcher(threading.Thread):
             self.poll()
             if self.killed is None:
                 for job_id, job in self.jobs.items():
-                    if job["comment"].startswith("rule_finetune") and job["state"] == "RUNNING":
+                    if rule_of(job["comment"]) == "finetune" and job["state"] == "RUNNING":
                         started = self.since.setdefault(job_id, time.time())
                         if time.time() - started > 4:
                             subprocess.run(["scancel", job_id], check=True)
@@ -117,7 +117,9 @@ class Watcher(threading.Thread):
 
 
 def rule_of(comment: str) -> str:
-    return re.match(r"rule_(.+?)(_wildcards_.*)?$", comment).group(1)
+    """The rule of a job from the comment the plugin gives it (``rule_<rule>[_wildcards_<...>]``); '' if none."""
+    match = re.match(r"rule_(.+?)(_wildcards_.*)?$", comment)
+    return match.group(1) if match else ""
 
 
 def minutes(limit: str) -> int:
@@ -135,62 +137,63 @@ def runs(cluster, tmp_path_factory):
     config = small_config(tmp)
     local, slurm = tmp / "local", tmp / "slurm"
     local.mkdir(), slurm.mkdir()
-    common = ["-s", str(REPO / "Snakefile"), "--configfile", str(config)]
-    proc = subprocess.run([SNAKEMAKE, "-d", str(local), "--cores", "2", *common], capture_output=True, text=True,
-                          env=env(), cwd=local)
-    assert proc.returncode == 0, proc.stderr[-6000:]
+    local_jobs = jobs(smk(local, config=config, env=env()).stderr)
+    gpu = gpu_rules(local, config)
 
     watcher = Watcher()
     watcher.start()
     t0 = time.time()
     proc = subprocess.run(
-        [SNAKEMAKE, "-d", str(slurm), "--profile", str(REPO / "profiles" / "slurm"),
-         "--slurm-init-seconds-before-status-checks", "3", *common],
+        [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(slurm), "--profile", str(REPO / "profiles" / "slurm"),
+         "--slurm-init-seconds-before-status-checks", "3", "--configfile", str(config)],
         capture_output=True, text=True, env=env(), cwd=slurm, timeout=1500)
     watcher.stop.set()
     watcher.join()
     assert proc.returncode == 0, proc.stderr[-8000:]
     print(f"SLURM run: {time.time() - t0:.0f} s, {len(watcher.jobs)} jobs")
-    return local, slurm, watcher, proc.stderr
+    return local, slurm, watcher, proc.stderr, local_jobs, gpu
 
 
 def test_every_rule_became_a_slurm_job(runs):
-    local, slurm, watcher, _ = runs
-    ran_locally = {p.name for p in (local / "logs").iterdir()}
-    assert {"synthesize_raw", "prepare", "embed", "quantize", "finetune", "evaluate_ours", "summary"} <= ran_locally
-    ours = {jid: job for jid, job in watcher.jobs.items() if job["comment"].startswith("rule_")}
-    per_rule: dict[str, list[str]] = {}
-    for jid, job in sorted(ours.items(), key=lambda kv: int(kv[0])):
-        per_rule.setdefault(rule_of(job["comment"]), []).append(jid)
-    assert set(per_rule) == ran_locally
-    assert {r: len(ids) for r, ids in per_rule.items()} == {r: 2 if r == "finetune" else 1 for r in ran_locally}
+    _, slurm, watcher, _, local_jobs, _ = runs
+    ran_locally = Counter(job["rule"] for job in local_jobs if job["rule"] != "all")
+    assert {"synthesize_raw", "prepare", "embed", "quantize", "finetune", "finetune_multistage", "evaluate_ours",
+            "textgen_baseline", "evaluate_i2i", "summary"} <= set(ran_locally)
+    on_slurm = Counter(rule_of(job["comment"]) for job in watcher.jobs.values() if job["comment"].startswith("rule_"))
+    # the same jobs, plus the one finetune job the watcher cancelled (submitted again)
+    assert on_slurm == ran_locally + Counter({"finetune": 1})
     # the plugin's own per-job logs agree (kept by slurm-keep-successful-logs)
     logs = (slurm / ".snakemake" / "slurm_logs").rglob("*.log")
     logged = {next(part for part in p.parts if part.startswith("rule_")).removeprefix("rule_") for p in logs}
-    assert logged == ran_locally
+    assert logged == set(ran_locally)
 
 
 def test_gpu_rules_got_a_gpu_and_cpu_rules_did_not(runs):
-    _, slurm, watcher, _ = runs
+    _, slurm, watcher, _, local_jobs, gpu = runs
+    assert {"embed", "finetune", "finetune_multistage", "evaluate_ours", "textgen_ours", "textgen_baseline",
+            "evaluate_i2i"} <= gpu
     for job in watcher.jobs.values():
         if not job["comment"].startswith("rule_"):
             continue
         rule = rule_of(job["comment"])
-        if rule in GPU_RULES:
+        if rule in gpu:
             assert job["partition"] == "gpu" and "gpu:1" in job["tres"], job
         else:
             assert job["partition"] == "main" and "gpu" not in job["tres"], job
-    for log in (slurm / "logs").rglob("*.log"):
+    rule_of_log = {log: job["rule"] for job in local_jobs for log in job["log"]}
+    logs = sorted((slurm / "logs").rglob("*.log"))
+    assert {str(p.relative_to(slurm)) for p in logs} == set(rule_of_log)
+    for log in logs:
         seen = re.findall(r"CUDA_VISIBLE_DEVICES=(\S+)", log.read_text())
         assert seen, f"{log} does not record CUDA_VISIBLE_DEVICES"
-        if log.parent.name in GPU_RULES:
+        if rule_of_log[str(log.relative_to(slurm))] in gpu:
             assert all(re.fullmatch(r"\d+(,\d+)*", v) for v in seen), (log, seen)
         else:
             assert set(seen) == {"<unset>"}, (log, seen)
 
 
 def test_cancelled_job_is_retried_with_more_time(runs):
-    _, slurm, watcher, stderr = runs
+    _, slurm, watcher, *_ = runs
     assert watcher.killed, "the watcher never saw a running finetune job"
     killed = watcher.jobs[watcher.killed]
     assert killed["state"] == "CANCELLED"
@@ -202,14 +205,17 @@ def test_cancelled_job_is_retried_with_more_time(runs):
 
 
 def untimed(obj):
-    """A result without its wall-clock fields (``seconds``): the only thing allowed to differ between runs."""
+    """A result without its wall-clock fields (``seconds``, ``users_per_second``, ...): the only thing allowed to
+    differ between runs."""
     if isinstance(obj, dict):
-        return {k: untimed(v) for k, v in obj.items() if k != "seconds"}
+        return {k: untimed(v) for k, v in obj.items() if not re.search(r"(^|_)seconds?$", k)}
+    if isinstance(obj, list):
+        return [untimed(v) for v in obj]
     return obj
 
 
 def test_results_equal_the_local_run(runs):
-    local, slurm, _, _ = runs
+    local, slurm, *_ = runs
     for rel in (f"results/{CAT}/ids/rqvae/index.json", f"results/{CAT}/ours/seqrec_metrics.json",
                 f"results/{CAT}/popularity/seqrec_metrics.json", f"results/{CAT}/prepared/{CAT}.inter.json"):
         assert untimed(json.loads((slurm / rel).read_text())) == untimed(json.loads((local / rel).read_text())), rel

@@ -1,57 +1,36 @@
 """The real Snakemake workflow, end to end on the embedded default, in a scratch working directory.
 
-One module-scoped run does the work (about 5 minutes on 2 CPU cores); the tests then check its files and
-metrics, and use it to check what a rerun recomputes. Nothing is mocked: ``snakemake`` runs as a subprocess.
+The session's demo run (``demo`` in conftest) does the work; the tests check its files and metrics, and use it
+(or a copy, where a test changes files) to check what a rerun recomputes. Nothing is mocked: ``snakemake`` runs
+as a subprocess.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
+import re
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+from smkrun import REPO, dry_run_jobs, smk
+
 CATS = ("demo_music", "demo_games")
 
 pytestmark = pytest.mark.slow
 
 
-def smk(workdir: Path, *args: str, config: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args]
-    if config is not None:
-        cmd += ["--configfile", str(config)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
-
-
-def dry_run_jobs(workdir: Path, config: Path, *targets: str) -> list[tuple[str, dict[str, str]]]:
-    """``(rule, wildcards)`` of every job a dry-run would run (one ``rule X:`` block per job)."""
-    proc = smk(workdir, "-n", *targets, config=config)
-    jobs: list[tuple[str, dict[str, str]]] = []
-    for line in proc.stdout.splitlines():
-        line = line.strip()
-        if line.startswith(("rule ", "localrule ")):
-            jobs.append((line.split()[1].rstrip(":"), {}))
-        elif line.startswith("wildcards:") and jobs:
-            jobs[-1][1].update(kv.strip().split("=", 1) for kv in line[len("wildcards:"):].split(","))
-    return jobs
-
-
 def planned_jobs(workdir: Path, config: Path, *targets: str) -> dict[str, set[str]]:
     """rule -> set of categories a dry-run would run."""
     jobs: dict[str, set[str]] = {}
-    for rule, wildcards in dry_run_jobs(workdir, config, *targets):
-        jobs.setdefault(rule, set()).update([wildcards["category"]] if "category" in wildcards else [])
+    for job in dry_run_jobs(workdir, *targets, config=config):
+        jobs.setdefault(job["rule"], set()).update(
+            [job["wildcards"]["category"]] if "category" in job["wildcards"] else [])
     return jobs
 
 
@@ -62,16 +41,9 @@ def uses_merged_adapter(rule: str, wildcards: dict[str, str]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """Run one category by its target file, then everything; record the first category's file times between."""
-    workdir = tmp_path_factory.mktemp("wf")
-    config = REPO / "config" / "demo.yaml"
-    smk(workdir, "results/demo_music/ours/seqrec_metrics.json", config=config)
-    after_one = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*") if p.is_file()}
-    other_raw_existed = (workdir / "resources" / "raw" / "demo_games").exists()
-    time.sleep(1)
-    smk(workdir, config=config)
-    return workdir, config, after_one, other_raw_existed
+def run(demo):
+    """The session's demo run: one category by its target file, then everything."""
+    return demo.workdir, demo.config, demo.after_one, demo.other_raw_existed
 
 
 def test_one_category_target_runs_only_that_category(run):
@@ -97,7 +69,7 @@ def test_outputs_and_metrics(run):
             assert (prep / f"{cat}.{suffix}").stat().st_size > 0
         inter = json.loads((prep / f"{cat}.inter.json").read_text())
         items = json.loads((prep / f"{cat}.item.json").read_text())
-        emb = __import__("numpy").load(workdir / "results" / cat / "embed" / "qwen_mm.npy")
+        emb = np.load(workdir / "results" / cat / "embed" / "qwen_mm.npy")
         assert emb.shape[0] == len(items) and emb.dtype.name == "float32"
         index = json.loads((workdir / "results" / cat / "ids" / "rqvae" / "index.json").read_text())
         assert sorted(map(int, index)) == list(range(len(items)))
@@ -130,8 +102,6 @@ def test_outputs_and_metrics(run):
         for variant in ("ours_multistage", "ours_merged"):  # trained variants beat popularity too
             assert rows[(cat, variant)]["HR@10"] > rows[(cat, "popularity")]["HR@10"]
 
-    import pandas as pd
-
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     summary = summary[summary.task == "seqrec"]
     assert set(zip(summary.category, summary.method)) == set(rows)
@@ -150,17 +120,17 @@ def test_rerun_is_a_no_op(run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_changed_raw_file_reruns_only_its_category(run):
-    workdir, config, _, _ = run
+def test_changed_raw_file_reruns_only_its_category(demo, tmp_path):
+    workdir, config = demo.copy(tmp_path / "wd"), demo.config
     reviews = workdir / "resources" / "raw" / "demo_games" / "demo_games_5.json.gz"
     lines = gzip.open(reviews, "rt").read().splitlines()
     with gzip.open(reviews, "wt") as f:  # a new version of the file: one review fewer
         f.write("\n".join(lines[1:]) + "\n")
-    jobs = dry_run_jobs(workdir, config)
-    rules = {rule for rule, _ in jobs}
+    jobs = dry_run_jobs(workdir, config=config)
+    rules = {job["rule"] for job in jobs}
     assert {"prepare", "embed", "quantize", "finetune", "evaluate_ours", "evaluate_popularity"} <= rules
     assert "synthesize_raw" not in rules and "build_tiny_model" not in rules
-    others = [(rule, wc) for rule, wc in jobs if wc.get("category") == "demo_music"]
+    others = [(job["rule"], job["wildcards"]) for job in jobs if job["wildcards"].get("category") == "demo_music"]
     # demo_music reruns only what reads the merged adapter, which averages both categories' adapters
     assert others and all(uses_merged_adapter(rule, wc) for rule, wc in others), others
     assert ("merge_adapters", {"category": "demo_music"}) in others
@@ -219,8 +189,6 @@ def _local_category(tmp_path: Path, reviews_bytes: bytes) -> Path:
     (lambda p: gzip.compress(b'{"reviewerID": "A1", "unixReviewTime": 1}\n'), r"line 1: field 'asin'"),
 ])
 def test_malformed_raw_input_fails_clearly_and_leaves_no_output(tmp_path, damage, message):
-    import re
-
     config = _local_category(tmp_path, damage)
     target = "results/bad/prepared/bad.inter.json"
     proc = smk(tmp_path, target, config=config, check=False)
@@ -257,11 +225,9 @@ def test_config_schema_errors_are_clear(tmp_path, edit, message):
 
 def test_real_study_config_dry_runs_fast_without_network(tmp_path):
     """Nine categories, every rule: the graph builds from the config alone (downloads are jobs, not look-ups)."""
-    import time as _time
-
-    t0 = _time.monotonic()
+    t0 = time.monotonic()
     proc = smk(tmp_path, "-n", config=REPO / "config" / "config.yaml")
-    seconds = _time.monotonic() - t0
+    seconds = time.monotonic() - t0
     jobs = planned_jobs(tmp_path, REPO / "config" / "config.yaml")
     assert len(jobs["download_raw"]) == len(jobs["prepare"]) == len(jobs["evaluate_ours"]) == 9
     assert "download_model" in jobs

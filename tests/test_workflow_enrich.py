@@ -1,38 +1,23 @@
-"""The enrich rules end to end on the demo data (Snakemake subprocess): with signal the verdict is "helps",
-without signal it is not; the checks pass on the faithful enrichment and flag the shuffled one; a rerun is a no-op."""
+"""The enrich rules end to end on the session's demo run (``demo`` in conftest): with signal the verdict is
+"helps", without signal it is not; the checks pass on the faithful enrichment and flag the shuffled one; a rerun is
+a no-op, and checks over their thresholds stop the rule."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from mmgenrec.io import read_json
+from smkrun import smk
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TARGETS = [f"results/{c}/enrich/{f}" for c in ("demo_music", "demo_games") for f in ("checks.json", "utility.json")]
 
 pytestmark = pytest.mark.slow
 
 
-def smk(workdir, *args, config, check=True):
-    proc = subprocess.run([SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
-                           "--configfile", str(config)], capture_output=True, text=True, cwd=workdir)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return proc
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("wf_enrich")
-    config = REPO / "config" / "demo.yaml"
-    smk(workdir, *TARGETS, config=config)
-    return workdir, config
+def run(demo):
+    return demo.workdir, demo.config
 
 
 def test_enrich_outputs_and_split(run):
@@ -73,9 +58,10 @@ def test_verdicts(run):
     assert "Verdict: **helps**" in (wd / "results/demo_music/enrich/utility.md").read_text()
 
 
-def test_failing_checks_stop_the_rule_and_a_rerun_is_a_noop(run, tmp_path):
-    wd, config = run
-    assert "Nothing to be done" in smk(wd, *TARGETS, "-n", config=config).stdout
+def test_failing_checks_stop_the_rule_and_a_rerun_is_a_noop(demo, tmp_path):
+    config = demo.config
+    assert "Nothing to be done" in smk(demo.workdir, *TARGETS, "-n", config=config).stdout
+    wd = demo.copy(tmp_path / "wd")  # the failing rule below deletes its output
     cfg = yaml.safe_load(config.read_text())
     cfg["categories"]["demo_games"]["enrich"] = {"max_unfaithful_rate": 0.2}
     strict = tmp_path / "strict.yaml"

@@ -5,7 +5,6 @@ One module-scoped Snakemake run (about 3 minutes on 2 CPU cores); nothing is moc
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -13,9 +12,9 @@ import pytest
 
 from mmgenrec.io import read_json
 from mmgenrec.quantize.run import load_index
+from smkrun import REPO
+from smkrun import smk as run_snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CONFIG = REPO / "config" / "demo.yaml"
 TARGETS = ("results/ablation_ids.csv", "results/demo_music/ids/mql4rec/index.json")
 
@@ -24,13 +23,8 @@ pytestmark = pytest.mark.slow
 
 def smk(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     # tiny models: two one-thread jobs at a time beat one two-thread job on 2 cores
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2", *args,
-           "--set-threads", "ablation_score=1", "quantize_ablation=1", "quantize_mql4rec=1", "embed_view=1",
-           "--configfile", str(CONFIG)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-    if proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
-    return proc
+    return run_snakemake(workdir, *args, "--set-threads", "ablation_score=1", "quantize_ablation=1",
+                         "quantize_mql4rec=1", "embed_view=1", config=CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ import pytest
 import yaml
 from httpserver import File, Sequence, Status, serve
 from PIL import Image
-from test_workflow import REPO, smk
 
 from mmgenrec.data.images import image_filename
 from mmgenrec.data.prepare import prepare_category
 from mmgenrec.data.synthetic import generate_category
+from smkrun import REPO, smk
 
 pytestmark = pytest.mark.slow
 
