@@ -121,3 +121,8 @@ def all_targets():
         targets += [f"results/{cat}/{method}/seqrec_metrics.json" for method in METHODS]
         targets += [f"results/{cat}/enrich/checks.json", f"results/{cat}/enrich/utility.json"]
     return targets
+
+
+def quantize_input(wildcards):
+    """The embedding view the main id set is built from (``quantize.view``: mm, text or image)."""
+    return f"results/{wildcards.category}/embed/qwen_{merged('quantize', wildcards.category)['view']}.npy"

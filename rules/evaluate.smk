@@ -147,12 +147,14 @@ rule textgen_baseline:
 
 
 rule evaluate_i2i:
-    # item-to-item quality of the raw embeddings and of every generative method's finetuned ID-token rows
+    # item-to-item quality of the raw embeddings, of the vectors decoded from the semantic IDs, and of every
+    # generative method's finetuned ID-token rows
     input:
         model=base_model(),
         inter=prepared("{category}", "inter.json"),
-        npy="results/{category}/embed/qwen_mm.npy",
+        npy=quantize_input,
         index="results/{category}/ids/rqvae/index.json",
+        reconstruction="results/{category}/ids/rqvae/reconstruction.npy",
         adapters=expand("results/{{category}}/{method}/model", method=GENERATIVE_METHODS),
     output:
         "results/{category}/i2i_metrics.json",

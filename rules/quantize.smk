@@ -1,8 +1,3 @@
-def quantize_input(wildcards):
-    """The embedding view the main id set is built from (``quantize.view``: mm, text or image)."""
-    return f"results/{wildcards.category}/embed/qwen_{merged('quantize', wildcards.category)['view']}.npy"
-
-
 rule quantize:
     input:
         npy=quantize_input,
@@ -11,6 +6,7 @@ rule quantize:
         stats="results/{category}/ids/rqvae/stats.json",
         plot="results/{category}/ids/rqvae/training_curve.png",
         checkpoints=directory("results/{category}/ids/rqvae/checkpoints"),
+        reconstruction="results/{category}/ids/rqvae/reconstruction.npy",
     params:
         cfg=stage_params("quantize"),
     threads: rule_resources("quantize", "threads", 2)

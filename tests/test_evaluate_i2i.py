@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from mmgenrec.evaluate.i2i import cooccurrence_labels, i2i_metrics, token_mean_vectors
+from mmgenrec.evaluate.i2i import cooccurrence_labels, evaluate_i2i, i2i_metrics, token_mean_vectors
+from mmgenrec.io import InputError, read_json, write_json
 
 
 def test_cooccurrence_labels_hand_case():
@@ -36,3 +37,24 @@ def test_token_mean_vectors():
     emb = np.arange(12, dtype=np.float32).reshape(6, 2)
     out = token_mean_vectors(emb, [[0, 2], [5, 5]])
     np.testing.assert_allclose(out, [[2, 3], [10, 11]])
+
+
+def test_evaluate_i2i_scores_the_reconstruction_as_its_own_source(tmp_path):
+    raw = np.random.default_rng(0).normal(size=(12, 12)).astype(np.float32)
+    np.save(tmp_path / "raw.npy", raw)
+    write_json(tmp_path / "inter.json", {"0": [0, 1, 2, 3, 4], "1": [0, 1, 5, 6, 7], "2": [8, 9, 10, 11, 3, 2]})
+    write_json(tmp_path / "index.json", {str(i): [f"<a_{i}>", "<b_0>"] for i in range(12)})
+    labels = cooccurrence_labels([[0, 1, 2], [0, 1, 5], [8, 9, 10, 11]], 12)  # training part: all but the last two
+    # decoded vectors that lean towards each item's label
+    recon = np.eye(12, dtype=np.float32) + 0.9 * np.eye(12, dtype=np.float32)[np.maximum(labels, 0)]
+    np.save(tmp_path / "recon.npy", recon)
+    out = evaluate_i2i(tmp_path / "inter.json", tmp_path / "raw.npy", tmp_path / "index.json", tmp_path / "m.json",
+                       reconstruction_npy=tmp_path / "recon.npy")
+    assert set(out["sources"]) == {"raw", "reconstruction"} and read_json(tmp_path / "m.json") == out
+    assert out["sources"]["reconstruction"] == i2i_metrics(recon, labels)
+    assert out["sources"]["raw"] == i2i_metrics(raw, labels)
+    assert out["sources"]["reconstruction"]["Hit@1"] > out["sources"]["raw"]["Hit@1"]
+    np.save(tmp_path / "short.npy", recon[:5])
+    with pytest.raises(InputError, match="short.npy"):
+        evaluate_i2i(tmp_path / "inter.json", tmp_path / "raw.npy", tmp_path / "index.json", tmp_path / "m2.json",
+                     reconstruction_npy=tmp_path / "short.npy")

@@ -186,9 +186,13 @@ def test_quantize_file_end_to_end(tmp_path):
     npy = tmp_path / "emb.npy"
     np.save(npy, random_matrix())
     index_path, stats_path = tmp_path / "ids" / "cat.index.json", tmp_path / "ids" / "stats.json"
-    stats = quantize_file(npy, index_path, stats_path, seed=0, device="auto", **SMALL)
+    recon_path = tmp_path / "ids" / "reconstruction.npy"
+    stats = quantize_file(npy, index_path, stats_path, seed=0, device="auto", reconstruction_path=recon_path, **SMALL)
 
     assert index_path.exists() and stats_path.exists()
+    recon = np.load(recon_path)  # every item decoded from its written codes
+    assert recon.shape == (200, 32) and recon.dtype == np.float32
+    assert float(((recon - random_matrix()) ** 2).mean()) == pytest.approx(stats["reconstruction_mse"], rel=1e-4)
     saved = read_json(stats_path)
     assert saved["collisions_after"]["collision_rate"] == 0 == stats["collisions_after"]["collision_rate"]
     assert saved["n_items"] == 200 and saved["dim"] == 32 and len(saved["per_level"]) == 3
@@ -204,6 +208,20 @@ def test_quantize_file_end_to_end(tmp_path):
     again = tmp_path / "again.index.json"
     quantize_file(npy, again, tmp_path / "again.stats.json", seed=0, device="cpu", **SMALL)
     assert again.read_text() == index_path.read_text()
+
+
+def test_reconstruction_is_in_the_input_space_when_standardized(tmp_path):
+    """With ``standardize`` the tokenizer sees z-scores; the exported vectors are mapped back to the input's
+    offset and scale (or they could not be compared with the raw embeddings)."""
+    x = random_matrix(300, 16) * np.linspace(0.5, 8, 16, dtype=np.float32) + 40.0
+    np.save(tmp_path / "x.npy", x)
+    stats = quantize_file(tmp_path / "x.npy", tmp_path / "i.json", tmp_path / "s.json", tokenizer="rqkmeans",
+                          levels=3, codebook_size=16, standardize=True, reconstruction_path=tmp_path / "r.npy")
+    recon = np.load(tmp_path / "r.npy")
+    np.testing.assert_allclose(recon.mean(0), x.mean(0), atol=0.3)
+    z_error = (recon - x) / x.std(0)  # back in z-scores, the error is the one the stats report
+    assert float((z_error ** 2).mean()) == pytest.approx(stats["reconstruction_mse"], rel=1e-3)
+    assert float(((recon - x) ** 2).mean()) < 0.5 * float(x.var(0).mean())  # better than every item at the mean
 
 
 def test_quantize_file_rejects_bad_input(tmp_path):

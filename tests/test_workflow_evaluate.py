@@ -34,7 +34,7 @@ def test_seqrec_and_i2i_outputs(run):
     assert ours["template_ids"] == ["0"] and ours["template_stats"]["HR@10"]["min"] == ours["HR@10"]
     assert ours["n_users"] == pop["n_users"] > 0 and ours["users_per_second"] > 0
     i2i = json.loads((res / "i2i_metrics.json").read_text())
-    assert set(i2i["sources"]) == {"raw", *(f"tokens:{m}" for m in OURS)}
+    assert set(i2i["sources"]) == {"raw", "reconstruction", *(f"tokens:{m}" for m in OURS)}
     for m in i2i["sources"].values():
         assert 0 <= m["NDCG@10"] <= m["Hit@10"] <= 1 and m["Hit@1"] <= m["Hit@5"] <= m["Hit@10"]
         assert m["n_queries"] == i2i["n_labelled"] > 0

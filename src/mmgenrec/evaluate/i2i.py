@@ -6,8 +6,10 @@ validation and test targets; ties go to the lower id). Items that co-occur with 
 Search (:func:`i2i_metrics`): L2-normalised vectors in a faiss ``IndexFlatIP`` (inner product = cosine), the query
 item itself removed from its own result list; ``Hit@k`` = label among the k nearest, ``NDCG@10`` = 1/log2(rank+2).
 
-Vector sources (:func:`evaluate_i2i`): the raw item embeddings (``embed/qwen_mm.npy``) and, per finetuned model,
-the mean of the item's ID-token rows in the finetuned input embedding matrix (``tokens:<method>``).
+Vector sources (:func:`evaluate_i2i`): the raw item embeddings the IDs were built from (``raw``), the same vectors
+decoded back from each item's semantic ID by the tokenizer (``reconstruction``: the RQ-VAE decoder, or the
+codebook sums for k-means/PQ; ``ids/rqvae/reconstruction.npy``) and, per finetuned model, the mean of the item's
+ID-token rows in the finetuned input embedding matrix (``tokens:<method>``).
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def finetuned_token_vectors(base_dir, adapter_dir, index: dict[int, list[str]], 
     return token_mean_vectors(weight, [[vocab[t] for t in index[i]] for i in range(len(index))])
 
 
-def evaluate_i2i(inter_json, embeddings_npy, index_json, out_path, *, base_dir=None,
+def evaluate_i2i(inter_json, embeddings_npy, index_json, out_path, *, reconstruction_npy=None, base_dir=None,
                  adapters: dict[str, str | Path] | None = None, ks=(1, 5, 10), ndcg_k: int = 10,
                  device: str = "auto", dtype: str = "auto") -> dict:
     """I2I metrics of every vector source -> ``out_path`` (``{"sources": {name: metrics}, ...}``)."""
@@ -117,12 +119,16 @@ def evaluate_i2i(inter_json, embeddings_npy, index_json, out_path, *, base_dir=N
         raise InputError(f"{index_json}: {len(index)} items, but {embeddings_npy} has {n_items} rows")
     labels = cooccurrence_labels([seq[:-2] for seq in sequences.values()], n_items)
     sources = {"raw": i2i_metrics(raw, labels, ks, ndcg_k)}
+    if reconstruction_npy is not None:
+        recon = load_embeddings(reconstruction_npy)
+        if recon.shape != raw.shape:
+            raise InputError(f"{reconstruction_npy}: shape {recon.shape}, but {embeddings_npy} is {raw.shape}")
+        sources["reconstruction"] = i2i_metrics(recon, labels, ks, ndcg_k)
     for method, adapter in (adapters or {}).items():
         vec = finetuned_token_vectors(base_dir, adapter, index, device=device, dtype=dtype)
         sources[f"tokens:{method}"] = i2i_metrics(vec, labels, ks, ndcg_k)
     result = {"sources": sources, "n_items": int(n_items), "n_labelled": int((labels >= 0).sum()),
               "label": "most co-occurring item in training sequences",
-              "rqvae_reconstruction": "not evaluated: the quantize stage exports no reconstructions or codebooks",
               "seconds": round(time.time() - t0, 2)}
     write_json(out_path, result)
     log.info("i2i: %s", {k: round(v["Hit@10"], 4) for k, v in sources.items()})

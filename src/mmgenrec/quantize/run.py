@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmgenrec.io import InputError, atomic_dir, atomic_path, read_json, write_json
+from mmgenrec.io import InputError, atomic_dir, atomic_path, read_json, save_npy, write_json
 from mmgenrec.quantize.collisions import POLICIES, collision_stats, resolve
 from mmgenrec.quantize.tokenizers import TOKENIZERS, fit_tokenizer
 
@@ -192,6 +192,20 @@ def plot_stats(stats: dict, png_path: str | Path) -> None:
     plt.close(fig)
 
 
+def standardized(x: np.ndarray) -> np.ndarray:
+    """Every dimension z-scored (what the tokenizer sees when ``standardize``)."""
+    return ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
+
+
+def reconstruction(fitted, codes: np.ndarray, x: np.ndarray, *, levels: int, standardize: bool = False) -> np.ndarray:
+    """Each item's vector decoded from its written codes (RQ-VAE decoder; codebook sums for k-means/PQ), in the
+    input space of ``x`` (the z-scoring undone when ``standardize``). The suffix level carries no vector."""
+    out = fitted.decode(codes[:, :levels]).astype(np.float32)
+    if standardize:
+        out = out * (x.std(0) + 1e-6) + x.mean(0)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 def check_choices(tokenizer: str = "rqvae", collision_policy: str = "nearest_free", **_) -> None:
     """ValueError naming the key when ``tokenizer`` or ``collision_policy`` is not a known choice."""
     if tokenizer not in TOKENIZERS:
@@ -217,7 +231,7 @@ def quantize_matrix(x: np.ndarray, *, tokenizer: str = "rqvae", levels: int, cod
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if standardize:
-        x = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
+        x = standardized(x)
     if tokenizer != "rqvae":
         tokenizer_cfg = {k: v for k, v in tokenizer_cfg.items() if k == "kmeans_iters"}
     log.info("%s: %d items x %d dims on %s, %d levels x %d codes, policy %s", tokenizer, x.shape[0], x.shape[1],
@@ -277,9 +291,10 @@ def save_checkpoints(fitted, checkpoint_dir: str | Path) -> None:
 
 def quantize_file(npy_path: str | Path, index_path: str | Path, stats_path: str | Path, *,
                   plot_path: str | Path | None = None, checkpoint_dir: str | Path | None = None,
-                  view: str = "mm", **cfg) -> dict:
+                  reconstruction_path: str | Path | None = None, view: str = "mm", **cfg) -> dict:
     """Tokenize the embeddings in ``npy_path`` (:func:`quantize_matrix`, ``cfg`` = the ``quantize`` section);
-    write the item index, the stats and, when given, the training-curve PNG and the checkpoints; return the stats.
+    write the item index, the stats and, when given, the training-curve PNG, the checkpoints and every item's
+    vector decoded from its codes (:func:`reconstruction`, ``[n, dim]`` float32); return the stats.
     ``view`` (which embedding the file holds) is only recorded in the stats."""
     check_choices(**cfg)
     x = load_embeddings(npy_path)
@@ -294,6 +309,9 @@ def quantize_file(npy_path: str | Path, index_path: str | Path, stats_path: str 
         plot_stats(stats, plot_path)
     if checkpoint_dir:
         save_checkpoints(fitted, checkpoint_dir)
+    if reconstruction_path:
+        save_npy(reconstruction_path, reconstruction(fitted, codes, x, levels=cfg["levels"],
+                                                     standardize=cfg.get("standardize", False)))
     log.info("wrote %s and %s in %.1f s", index_path, stats_path, stats["seconds"])
     return stats
 
