@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mmgenrec.data.archive import fetch_prepared_archive, import_local_prepared, validate_prepared
+from mmgenrec.data.archive import fetch_prepared_archive, import_local_prepared
+from mmgenrec.data.prepared_format import validate_prepared
 from mmgenrec.data.prepare import _write_recbole
 from mmgenrec.io import InputError
 
