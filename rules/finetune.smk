@@ -81,12 +81,12 @@ use rule finetune as finetune_multistage with:
 rule merge_adapters:
     input:
         adapters=lambda wc: [f"results/{c}/{config.get('merge', {}).get('source_method', 'ours')}/model"
-                             for c in CATEGORIES],
+                             for c in sorted(CATEGORIES)],
     output:
         directory("results/{category}/ours_merged/model"),
     params:
         cfg=canonical(config.get("merge", {})),
-        categories=CATEGORIES,
+        categories=sorted(CATEGORIES),  # the order of the config's categories changes nothing
     log:
         "logs/merge_adapters/{category}.log",
     benchmark:

@@ -146,6 +146,17 @@ def test_changed_category_parameter_reruns_only_that_evaluation(run, tmp_path):
     assert set(jobs) == {"evaluate_ours"} and jobs["evaluate_ours"] == {"demo_music"}
 
 
+def test_reordered_categories_rerun_nothing(run, tmp_path):
+    """The same categories listed in another order (``yaml.safe_dump`` sorts them) are the same study."""
+    workdir, config, _, _ = run
+    cfg = yaml.safe_load(config.read_text())
+    cfg["categories"] = dict(reversed(list(cfg["categories"].items())))
+    reordered = tmp_path / "reordered.yaml"
+    reordered.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    assert list(yaml.safe_load(reordered.read_text())["categories"]) == list(reversed(CATS))
+    assert planned_jobs(workdir, reordered) == {}
+
+
 def test_partial_category_override_keeps_the_other_top_level_values(run, tmp_path):
     """A per-category section naming one key changes that key only: schema defaults never fill the override."""
     workdir, config, _, _ = run
