@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mmgenrec.finetune.data import PadCollator, SeqRecDataset, seqrec_pairs
+from mmgenrec.finetune.data import MultimodalCollator, MultiTaskDataset, build_examples
 from mmgenrec.finetune.train import finetune_seqrec, prepare_model
 from mmgenrec.models.item_tokens import LORA_TARGET_REGEX
 from mmgenrec.models.loading import load_finetuned, load_vlm
@@ -72,15 +72,15 @@ def test_left_and_right_padding_give_the_same_loss(tiny, toy_data):
     _, index, inter = toy_data
     model, processor, _ = prepare_model(tiny, index, TOKENS, device="cpu")
     model.eval()
-    ds = SeqRecDataset(processor, seqrec_pairs(inter, 5)[:6], index, (0, 1, 2), seed=1)
+    ex = build_examples({"seqrec": {"templates": [0, 1, 2]}}, index=index, sequences=inter, max_history=5, seed=1)
+    ds = MultiTaskDataset(processor, ex[:6])
     examples = [ds[i] for i in range(len(ds))]
-    assert len({len(e["input_ids"]) for e in examples}) > 1  # padding actually happens
-    pad = processor.tokenizer.pad_token_id
+    assert len({len(e["text"]) for e in examples}) > 1  # padding actually happens
     with torch.no_grad():
-        right = model(**PadCollator(pad, "right")(examples)).loss
-        left = model(**PadCollator(pad, "left")(examples)).loss
+        right = model(**MultimodalCollator(processor, "right")(examples)).loss
+        left = model(**MultimodalCollator(processor, "left")(examples)).loss
     torch.testing.assert_close(left, right, atol=1e-5, rtol=1e-5)
-    batch = PadCollator(pad, "left")(examples)
+    batch = MultimodalCollator(processor, "left")(examples)
     # the loss covers exactly the answer: LEVELS id tokens + <|im_end|> per example
     assert int((batch["labels"] != -100).sum()) == len(examples) * (LEVELS + 1)
 
