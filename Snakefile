@@ -38,8 +38,15 @@ include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/embed.smk"
 include: "rules/quantize.smk"
-include: "rules/finetune.smk"
 include: "rules/evaluate.smk"
+
+
+# one rules file per method kind (config `methods: {name: {kind: ...}}`)
+for _kind in ("vlm_genrec", "popularity"):
+
+    include: f"rules/methods/{_kind}.smk"
+
+
 include: "rules/enrich.smk"
 include: "rules/ablation.smk"
 include: "rules/report.smk"

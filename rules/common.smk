@@ -1,15 +1,43 @@
 # Helpers shared by every rule file: config look-ups with per-category overrides, input functions, targets.
 import copy
+import re
 from pathlib import Path
 
 CATEGORIES = list(config["categories"])
-METHODS = config["methods"]
+# A method is a named entry with a `kind` (rules/methods/<kind>.smk); every method ends in
+# results/<cat>/<method>/seqrec_metrics.json + seqrec_topk.jsonl.
+METHODS = list(config["methods"])
+# Named semantic-ID sets, results/<cat>/ids/<idset>/index.json: built by `quantize` over an embedding view (or a
+# user's .npy), or imported from an index file / the prepared folder (`import_idset`).
+IDSETS = config.get("idsets") or {"rqvae": {}}
+IMPORTED_IDSETS = [n for n, s in IDSETS.items() if s.get("import") or s.get("prepared")]
+BUILT_IDSETS = [n for n in IDSETS if n not in IMPORTED_IDSETS]
+
+
+def methods_of_kind(*kinds):
+    return [m for m in METHODS if config["methods"][m]["kind"] in kinds]
+
+
+def method_spec(method):
+    return config["methods"][method]
+
+
 # Methods whose model is a finetuned VLM at results/<cat>/<method>/model (ours and its variants).
-GENERATIVE_METHODS = [m for m in METHODS if m.startswith("ours")]
+GENERATIVE_METHODS = methods_of_kind("vlm_genrec")
+
+
+def vlm_variant(variant):
+    return [m for m in GENERATIVE_METHODS if method_spec(m).get("variant", "multitask") == variant]
+
+
+def alternatives(names):
+    """A wildcard constraint matching exactly these names (an empty list matches nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
 wildcard_constraints:
-    category="|".join(CATEGORIES),
+    category=alternatives(CATEGORIES),
+    idset=alternatives(IDSETS),
 
 
 def canonical(obj):
@@ -34,10 +62,10 @@ def model_runtime():
     return {"device": config["model"]["device"], "dtype": config["model"]["dtype"]}
 
 
-def id_vocabulary(category):
-    """Levels and codebook size of the category's semantic IDs: what the finetuned tokenizer must contain."""
-    q = merged("quantize", category)
-    return {"levels": q["levels"], "codebook_size": q["codebook_size"]}
+def idset_codebook_size(category, idset):
+    """The codebook size of a built id set (every code of the grid becomes a token); None for an imported one
+    (its tokens come from the index itself)."""
+    return None if idset in IMPORTED_IDSETS else idset_quantize(category, idset)["codebook_size"]
 
 
 def stage_params(section):
@@ -115,6 +143,52 @@ def prepared(name, suffix):
     return f"results/{name}/prepared/{name}.{suffix}"
 
 
+def method_params(wildcards):
+    """A method's own settings (its config entry): editing one method reruns only that method."""
+    return canonical(method_spec(wildcards.method))
+
+
+# the evaluate keys every method shares (mmgenrec.methods.base.Evaluation)
+EVAL_KEYS = ("split", "top_k", "max_users", "exclude_history")
+
+
+def eval_params(wildcards):
+    cfg = merged("evaluate", wildcards.category)
+    return {k: cfg[k] for k in EVAL_KEYS if k in cfg}
+
+
+def method_idset(method):
+    return method_spec(method).get("idset", "rqvae")
+
+
+def idset_dir(category, idset):
+    return f"results/{category}/ids/{idset}"
+
+
+def idset_index(category, idset):
+    if idset not in IDSETS:
+        raise ValueError(f"id set {idset!r} is not in the config's idsets ({sorted(IDSETS)})")
+    return f"{idset_dir(category, idset)}/index.json"
+
+
+def idset_quantize(category, idset):
+    """The quantize section a built id set runs with: the category's section, the id set's overrides on top."""
+    spec = IDSETS[idset]
+    cfg = merged("quantize", category)
+    cfg.update(spec.get("quantize", {}))
+    cfg.update({k: spec[k] for k in ("tokenizer", "view") if k in spec})
+    return canonical(cfg)
+
+
+def idset_vectors(category, idset):
+    """The item vectors a built id set quantizes: a user's .npy, or an embed view."""
+    spec = IDSETS[idset]
+    if spec.get("embeddings"):
+        return spec["embeddings"].format(category=category)
+    view = idset_quantize(category, idset)["view"]
+    return f"results/{category}/embed/lm_text.npy" if view == "lm_text" else f"results/{category}/embed/qwen_{view}.npy"
+
+
 def all_targets():
     targets = ["results/summary.csv"]
     for cat in CATEGORIES:
@@ -124,5 +198,9 @@ def all_targets():
 
 
 def quantize_input(wildcards):
-    """The embedding view the main id set is built from (``quantize.view``: mm, text or image)."""
-    return f"results/{wildcards.category}/embed/qwen_{merged('quantize', wildcards.category)['view']}.npy"
+    """The item vectors the job's id set is built from (``quantize.view``: mm, text or image, or the id set's own)."""
+    return idset_vectors(wildcards.category, getattr(wildcards, "idset", I2I_IDSET))
+
+
+# the id set of the first VLM method: its reconstruction and token rows are what I2I and the report show
+I2I_IDSET = method_idset(GENERATIVE_METHODS[0]) if GENERATIVE_METHODS else (BUILT_IDSETS or ["rqvae"])[0]

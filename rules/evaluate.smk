@@ -1,19 +1,14 @@
-# Evaluation: constrained-decoding seqrec for every generative method (ours, ours_merged, ...), the popularity
-# baseline, mmitemenrich text generation (ours* + generation-only baselines), I2I embedding quality, and the summary.
-import re
-
+# Evaluation shared by the methods: mmitemenrich text generation (the VLM methods + generation-only baselines), I2I
+# embedding quality, and the summary over every method's seqrec files (each method kind's rules write those:
+# rules/methods/<kind>.smk).
 EVAL = config["evaluate"]
 TEXTGEN = EVAL.get("textgen", {})
 TEXTGEN_BASELINES = TEXTGEN.get("baselines", {}) if TEXTGEN.get("enabled", False) else {}
 TEXTGEN_SYSTEMS = (GENERATIVE_METHODS + list(TEXTGEN_BASELINES)) if TEXTGEN.get("enabled", False) else []
 I2I_ENABLED = EVAL.get("i2i", {}).get("enabled", True)
 # the decoding keys of the evaluate section: only these rerun a seqrec evaluation when changed
-DECODE_KEYS = ("batch_size", "max_users", "num_beams", "split", "template_ids", "top_k")
+DECODE_KEYS = ("batch_size", "exclude_history", "max_users", "num_beams", "split", "template_ids", "top_k")
 TEXTGEN_KEYS = ("batch_size", "bertscore_model", "max_items", "max_new_tokens", "max_text_chars", "use_images")
-
-
-def _alternatives(names):
-    return "|".join(re.escape(n) for n in names) or "(?!x)x"  # an empty list matches nothing
 
 
 def decode_params(wildcards):
@@ -31,56 +26,6 @@ def textgen_baseline_model(wildcards):
     return base_model() if spec["kind"] == "vlm" else spec["path"]
 
 
-rule evaluate_ours:
-    # every method in GENERATIVE_METHODS (ours and its variants): results/<cat>/<method>/model -> seqrec metrics
-    input:
-        model=base_model(),
-        adapter="results/{category}/{method}/model",
-        inter=prepared("{category}", "inter.json"),
-        index="results/{category}/ids/rqvae/index.json",
-    output:
-        metrics="results/{category}/{method}/seqrec_metrics.json",
-        topk="results/{category}/{method}/seqrec_topk.jsonl",
-    wildcard_constraints:
-        method=_alternatives(GENERATIVE_METHODS),
-    params:
-        cfg=decode_params,
-        max_history=lambda wc: merged("finetune", wc.category)["max_history"],
-        codebook_size=lambda wc: merged("quantize", wc.category)["codebook_size"],
-        model=model_runtime(),
-    threads: rule_resources("evaluate", "threads", 2)
-    resources:
-        gpu=rule_resources("evaluate", "gpu", 1),
-        mem_mb=rule_resources("evaluate", "mem_mb", 8000),
-        runtime=rule_resources("evaluate", "runtime", 120),
-    log:
-        "logs/evaluate_{method}/{category}.log",
-    benchmark:
-        "benchmarks/evaluate_{method}/{category}.tsv"
-    conda:
-        "../envs/torch.yaml"
-    script:
-        "../workflow/scripts/evaluate_ours.py"
-
-
-rule evaluate_popularity:
-    input:
-        inter=prepared("{category}", "inter.json"),
-    output:
-        metrics="results/{category}/popularity/seqrec_metrics.json",
-        topk="results/{category}/popularity/seqrec_topk.jsonl",
-    params:
-        cfg=decode_params,
-    log:
-        "logs/evaluate_popularity/{category}.log",
-    benchmark:
-        "benchmarks/evaluate_popularity/{category}.tsv"
-    conda:
-        "../envs/data.yaml"
-    script:
-        "../workflow/scripts/evaluate_popularity.py"
-
-
 rule textgen_ours:
     # mmitemenrich generations of a finetuned method on the held-out enriched items
     input:
@@ -94,7 +39,7 @@ rule textgen_ours:
         metrics="results/{category}/{method}/textgen_metrics.json",
         generations="results/{category}/{method}/textgen_generations.jsonl",
     wildcard_constraints:
-        method=_alternatives(GENERATIVE_METHODS),
+        method=alternatives(GENERATIVE_METHODS),
     params:
         cfg=textgen_params,
         kind="vlm",
@@ -126,7 +71,7 @@ rule textgen_baseline:
         metrics="results/{category}/{method}/textgen_metrics.json",
         generations="results/{category}/{method}/textgen_generations.jsonl",
     wildcard_constraints:
-        method=_alternatives(TEXTGEN_BASELINES),
+        method=alternatives(TEXTGEN_BASELINES),
     params:
         cfg=textgen_params,
         kind=lambda wc: TEXTGEN_BASELINES[wc.method]["kind"],
@@ -153,8 +98,8 @@ rule evaluate_i2i:
         model=base_model(),
         inter=prepared("{category}", "inter.json"),
         npy=quantize_input,
-        index="results/{category}/ids/rqvae/index.json",
-        reconstruction="results/{category}/ids/rqvae/reconstruction.npy",
+        index=lambda wc: idset_index(wc.category, I2I_IDSET),
+        reconstruction=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/reconstruction.npy",
         adapters=expand("results/{{category}}/{method}/model", method=GENERATIVE_METHODS),
     output:
         "results/{category}/i2i_metrics.json",

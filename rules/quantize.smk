@@ -1,26 +1,59 @@
+# Id sets (the `idsets` section; default {rqvae: {}}): `quantize` builds one from an embedding view or a user's
+# .npy with the category's quantize section and the id set's overrides; `import_idset` checks a ready index file.
 rule quantize:
     input:
         npy=quantize_input,
     output:
-        index="results/{category}/ids/rqvae/index.json",
-        stats="results/{category}/ids/rqvae/stats.json",
-        plot="results/{category}/ids/rqvae/training_curve.png",
-        checkpoints=directory("results/{category}/ids/rqvae/checkpoints"),
-        reconstruction="results/{category}/ids/rqvae/reconstruction.npy",
+        index="results/{category}/ids/{idset}/index.json",
+        stats="results/{category}/ids/{idset}/stats.json",
+        plot="results/{category}/ids/{idset}/training_curve.png",
+        checkpoints=directory("results/{category}/ids/{idset}/checkpoints"),
+        reconstruction="results/{category}/ids/{idset}/reconstruction.npy",
+    wildcard_constraints:
+        idset=alternatives(BUILT_IDSETS),
     params:
-        cfg=stage_params("quantize"),
+        cfg=lambda wc: idset_quantize(wc.category, wc.idset),
     threads: rule_resources("quantize", "threads", 2)
     resources:
         mem_mb=rule_resources("quantize", "mem_mb", 4000),
         runtime=rule_resources("quantize", "runtime", 60),
     log:
-        "logs/quantize/{category}.log",
+        "logs/quantize/{category}.{idset}.log",
     benchmark:
-        "benchmarks/quantize/{category}.tsv"
+        "benchmarks/quantize/{category}.{idset}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
         "../workflow/scripts/quantize.py"
+
+
+def imported_source(wildcards):
+    spec = IDSETS[wildcards.idset]
+    if spec.get("prepared"):
+        folder = raw_files(wildcards).get("folder")
+        if folder is None:
+            raise ValueError(f"id set {wildcards.idset}: prepared: true needs a category with source: prepared")
+        return f"{folder}/{wildcards.category}.index.json"
+    return spec["import"].format(category=wildcards.category)
+
+
+rule import_idset:
+    input:
+        source=imported_source,
+        inter=prepared("{category}", "inter.json"),
+    output:
+        index="results/{category}/ids/{idset}/index.json",
+        stats="results/{category}/ids/{idset}/stats.json",
+    wildcard_constraints:
+        idset=alternatives(IMPORTED_IDSETS),
+    params:
+        collisions=lambda wc: IDSETS[wc.idset].get("collisions", "error"),
+    log:
+        "logs/import_idset/{category}.{idset}.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/import_idset.py"
 
 
 # MQL4Rec: one id set from the text-only vectors, one from the image-only vectors, 4 + 4 tokens per item in one

@@ -31,7 +31,7 @@ rule report_summary:
 rule report_category:
     input:
         metrics=expand("results/{{category}}/{method}/seqrec_metrics.json", method=METHODS),
-        id_stats="results/{category}/ids/rqvae/stats.json",
+        id_stats=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/stats.json",
         models=expand("results/{{category}}/{method}/model", method=GENERATIVE_METHODS),
     output:
         hr=report("results/report/{category}/hr_at_10.png", caption="../workflow/report/hr_at_10.rst",

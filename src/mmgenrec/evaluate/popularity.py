@@ -1,20 +1,23 @@
-"""Popularity baseline: the same top-k list for every user, from training-part counts; same split and metrics."""
+"""Popularity baseline: the training-part counts rank every item, the same list for every user; same split, users,
+history rule and metric code as every other method (:class:`mmgenrec.methods.base.Evaluation`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from mmgenrec.evaluate.metrics import popularity_topk
-from mmgenrec.evaluate.seqrec import split_examples, write_results
-from mmgenrec.io import read_json
 
 
 def evaluate_popularity(inter_json: str | Path, metrics_path: str | Path, topk_path: str | Path, *,
-                        split: str = "test", top_k: int = 10) -> dict:
-    sequences = read_json(inter_json)
+                        split: str = "test", top_k: int = 10, max_users: int | None = None,
+                        exclude_history: bool = False) -> dict:
+    from mmgenrec.methods.base import Evaluation, read_sequences, train_sequences
+
+    evaluation = Evaluation(split=split, top_k=top_k, max_users=max_users, exclude_history=exclude_history)
+    sequences = read_sequences(inter_json)
     n_items = 1 + max(i for seq in sequences.values() for i in seq)
-    ranked = popularity_topk([seq[:-2] for seq in sequences.values()], n_items, top_k)
-    examples = split_examples(sequences, split, max_history=1)
-    return write_results(metrics_path, topk_path, [u for u, _, _ in examples], [t for _, _, t in examples],
-                         {"none": [ranked] * len(examples)},
-                         {"method": "popularity", "split": split, "invalid_beam_fraction": 0.0})
+    examples = evaluation.examples(sequences)
+    depth = max(len(e.history) for e in examples) if exclude_history else 0
+    ranked = popularity_topk(list(train_sequences(sequences).values()), n_items, min(n_items, top_k + depth))
+    return evaluation.write(metrics_path, topk_path, examples, {"none": [ranked] * len(examples)},
+                            {"method": "popularity", "invalid_beam_fraction": 0.0})

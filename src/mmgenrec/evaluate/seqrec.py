@@ -29,25 +29,13 @@ from tqdm.auto import tqdm
 
 from mmgenrec.evaluate.metrics import collided_items, collision_groups, per_user_metrics
 from mmgenrec.evaluate.trie import ItemTrie, generate_topk
-from mmgenrec.io import InputError, atomic_path, read_json, write_json
+from mmgenrec.io import InputError, atomic_path, write_json
 from mmgenrec.prompts import SEQREC_TEMPLATES, render, seqrec_messages, sid_string
 
 log = logging.getLogger(__name__)
 
 EOS_TOKEN = "<|im_end|>"  # the end-of-turn token that closes every answer at training time (prompts.render)
 KS, NDCG_KS = (1, 5, 10), (5, 10)
-
-
-def split_examples(sequences: dict[str, list[int]], split: str, max_history: int) -> list[tuple[str, list[int], int]]:
-    """(user, history, target) per user: ``test`` predicts the last item, ``valid`` the second last."""
-    cut = {"test": 1, "valid": 2}[split]
-    out = []
-    for user, seq in sequences.items():
-        if len(seq) < 3:
-            raise InputError(f"user {user}: sequence of {len(seq)} items; leave-one-out needs at least 3")
-        history, target = seq[: len(seq) - cut], seq[len(seq) - cut]
-        out.append((user, history[-max_history:], target))
-    return out
 
 
 def template_stats(per_template: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -133,6 +121,7 @@ def evaluate_seqrec(
     template_ids: Sequence[int] = (0,),
     codebook_size: int | None = None,
     max_users: int | None = None,
+    exclude_history: bool = False,
     device: str = "auto",
     dtype: str = "auto",
 ) -> dict:
@@ -146,9 +135,13 @@ def evaluate_seqrec(
     bad = [t for t in template_ids if not 0 <= t < len(SEQREC_TEMPLATES)]
     if not template_ids or bad:
         raise ValueError(f"template_ids must be non-empty and within 0..{len(SEQREC_TEMPLATES) - 1}, got {template_ids}")
-    sequences = read_json(inter_json)
+    from mmgenrec.methods.base import Evaluation, read_sequences
+
+    evaluation = Evaluation(split=split, top_k=top_k, max_users=max_users, exclude_history=exclude_history)
+    sequences = read_sequences(inter_json)
     index = load_index_file(index_json, codebook_size)
-    examples = split_examples(sequences, split, max_history)[:max_users]
+    full = evaluation.examples(sequences)
+    examples = [(e.user, e.history[-max_history:], e.target) for e in full]
     for user, history, target in examples:
         for item in (*history, target):
             if item not in index:
@@ -170,20 +163,21 @@ def evaluate_seqrec(
             prompts = [render(processor, seqrec_messages([sid_string(index[i]) for i in h], tid))[0]
                        for _, h, _ in chunk]
             batch = processor(text=prompts, padding=True, return_tensors="pt").to(model.device)
-            ranked, _, invalid = generate_topk(model, dict(batch), trie, num_beams=num_beams,
-                                               top_k=min(top_k, len(trie)), prompt_len=batch["input_ids"].shape[1],
-                                               return_scores=False)
+            # with history exclusion every distinct beam is kept: the filter runs before the top_k cut
+            keep = min(num_beams if exclude_history else top_k, len(trie))
+            ranked, _, invalid = generate_topk(model, dict(batch), trie, num_beams=num_beams, top_k=keep,
+                                               prompt_len=batch["input_ids"].shape[1], return_scores=False)
             n_invalid += invalid
             n_beams += num_beams * len(chunk)
-            lists += [expand(r, entry_items, top_k) for r in ranked]
+            lists += [expand(r, entry_items, num_beams if exclude_history else top_k) for r in ranked]
         topk_by_template[str(tid)] = lists
     decode_s = time.time() - t_decode
-    summary = {"method": method, "split": split, "num_beams": num_beams, "top_k": top_k,
+    summary = {"method": method, "num_beams": num_beams,
                "invalid_beam_fraction": n_invalid / max(n_beams, 1), "n_invalid_beams": n_invalid,
                "n_distinct_ids": len(trie), "id_levels": trie.depth,
                "users_per_second": round(len(examples) * len(template_ids) / max(decode_s, 1e-9), 3),
                "seconds": round(time.time() - t0, 2)}
-    result = write_results(metrics_path, topk_path, [u for u, _, _ in examples], [t for _, _, t in examples],
-                           topk_by_template, summary, collided=collided_items(index))
+    result = evaluation.write(metrics_path, topk_path, full, topk_by_template, summary,
+                              collided=collided_items(index))
     log.info("%s %s: %s", method, split, {k: round(v, 4) for k, v in result.items() if k.startswith(("HR", "NDCG"))})
     return result
