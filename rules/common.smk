@@ -3,6 +3,8 @@ import copy
 import re
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 CATEGORIES = list(config["categories"])
 # A method is a named entry with a `kind` (rules/methods/<kind>.smk); every method ends in
 # results/<cat>/<method>/seqrec_metrics.json + seqrec_topk.jsonl.
@@ -12,6 +14,28 @@ METHODS = list(config["methods"])
 IDSETS = config.get("idsets") or {"rqvae": {}}
 IMPORTED_IDSETS = [n for n, s in IDSETS.items() if s.get("import") or s.get("prepared")]
 BUILT_IDSETS = [n for n in IDSETS if n not in IMPORTED_IDSETS]
+
+
+def ids_only(category):
+    """A `source: prepared` category whose folder has no item.json (e.g. the published Instruments split): only
+    methods that need no item text (popularity, sequential, T5 over imported id sets) can run on it."""
+    cfg = config["categories"][category]
+    folder = cfg.get("prepared_dir")
+    return cfg["source"] == "prepared" and bool(folder) and not (Path(folder) / f"{category}.item.json").exists()
+
+
+TEXT_CATEGORIES = [c for c in CATEGORIES if not ids_only(c)]
+
+
+def item_text(category):
+    """The prepared item.json of a category that has item text; planning stops with the missing file named
+    otherwise (a rule that reads item text was asked for on an ID-only category)."""
+    if ids_only(category):
+        folder = config["categories"][category]["prepared_dir"]
+        raise WorkflowError(f"{folder}/{category}.item.json is missing: category {category} has no item text, so "
+                            "only ID-based methods (popularity, sequential, t5_genrec/mql4rec over imported id sets) "
+                            "can run on it; remove the methods and stages that read item text for it")
+    return prepared(category, "item.json")
 
 
 def methods_of_kind(*kinds):
@@ -193,6 +217,7 @@ def all_targets():
     targets = ["results/summary.csv"]
     for cat in CATEGORIES:
         targets += [f"results/{cat}/{method}/seqrec_metrics.json" for method in METHODS]
+    for cat in TEXT_CATEGORIES:
         targets += [f"results/{cat}/enrich/checks.json", f"results/{cat}/enrich/utility.json"]
     return targets
 
@@ -202,5 +227,6 @@ def quantize_input(wildcards):
     return idset_vectors(wildcards.category, getattr(wildcards, "idset", I2I_IDSET))
 
 
-# the id set of the first VLM method: its reconstruction and token rows are what I2I and the report show
-I2I_IDSET = method_idset(GENERATIVE_METHODS[0]) if GENERATIVE_METHODS else (BUILT_IDSETS or ["rqvae"])[0]
+# the id set of the first VLM method (else the first id set): its reconstruction, token rows and stats are what
+# I2I and the report show
+I2I_IDSET = method_idset(GENERATIVE_METHODS[0]) if GENERATIVE_METHODS else next(iter(IDSETS))

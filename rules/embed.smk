@@ -1,7 +1,7 @@
 rule embed:
     input:
         model=base_model(),
-        item=prepared("{category}", "item.json"),
+        item=lambda wc: item_text(wc.category),
         images="results/{category}/prepared/images",
     output:
         npy="results/{category}/embed/qwen_mm.npy",
@@ -28,7 +28,7 @@ rule embed:
 rule embed_view:
     input:
         model=base_model(),
-        item=prepared("{category}", "item.json"),
+        item=lambda wc: item_text(wc.category),
         images="results/{category}/prepared/images",
     output:
         npy="results/{category}/embed/qwen_{view}.npy",

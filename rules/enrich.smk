@@ -36,7 +36,7 @@ def provided_enrichment(category):
 
 def enrich_inputs(wildcards):
     cat = wildcards.category
-    files = {"item": prepared(cat, "item.json"), "item2id": prepared(cat, "item2id"),
+    files = {"item": item_text(cat), "item2id": prepared(cat, "item2id"),
              "images": f"results/{cat}/prepared/images"}
     if enrich_cfg(cat).get("source", "provided") == "provided":
         path = provided_enrichment(cat)
@@ -78,7 +78,7 @@ rule enrich:
 
 rule enrich_checks:
     input:
-        item=prepared("{category}", "item.json"),
+        item=lambda wc: item_text(wc.category),
         enriched="results/{category}/enrich/enriched.json",
     output:
         json="results/{category}/enrich/checks.json",
@@ -98,7 +98,7 @@ rule enrich_checks:
 rule enrich_utility:
     input:
         inter=prepared("{category}", "inter.json"),
-        item=prepared("{category}", "item.json"),
+        item=lambda wc: item_text(wc.category),
         images="results/{category}/prepared/images",
         enriched="results/{category}/enrich/enriched.json",
         checks="results/{category}/enrich/checks.json",  # only checked enrichment is evaluated

@@ -31,7 +31,7 @@ rule textgen_ours:
     input:
         model=base_model(),
         adapter="results/{category}/{method}/model",
-        item_json=prepared("{category}", "item.json"),
+        item_json=lambda wc: item_text(wc.category),
         images="results/{category}/prepared/images",
         enriched="results/{category}/enrich/enriched.json",
         split="results/{category}/enrich/split.json",
@@ -63,7 +63,7 @@ rule textgen_baseline:
     # generation-only baselines: the untuned base VLM, BLIP-2, InstructBLIP (local folders)
     input:
         model=textgen_baseline_model,
-        item_json=prepared("{category}", "item.json"),
+        item_json=lambda wc: item_text(wc.category),
         images="results/{category}/prepared/images",
         enriched="results/{category}/enrich/enriched.json",
         split="results/{category}/enrich/split.json",
@@ -125,12 +125,12 @@ rule summary:
     input:
         metrics=expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES, method=METHODS),
         topk=expand("results/{category}/{method}/seqrec_topk.jsonl", category=CATEGORIES, method=METHODS),
-        textgen=expand("results/{category}/{method}/textgen_metrics.json", category=CATEGORIES,
+        textgen=expand("results/{category}/{method}/textgen_metrics.json", category=TEXT_CATEGORIES,
                        method=TEXTGEN_SYSTEMS),
-        i2i=expand("results/{category}/i2i_metrics.json", category=CATEGORIES) if I2I_ENABLED else [],
+        i2i=expand("results/{category}/i2i_metrics.json", category=TEXT_CATEGORIES) if I2I_ENABLED and GENERATIVE_METHODS else [],
         data=[prepared(cat, "stats.json") for cat in CATEGORIES],
-        enrich_checks=expand("results/{category}/enrich/checks.json", category=CATEGORIES),
-        enrich_utility=expand("results/{category}/enrich/utility.json", category=CATEGORIES),
+        enrich_checks=expand("results/{category}/enrich/checks.json", category=TEXT_CATEGORIES),
+        enrich_utility=expand("results/{category}/enrich/utility.json", category=TEXT_CATEGORIES),
     output:
         csv="results/summary.csv",
         parquet="results/summary.parquet",

@@ -351,12 +351,18 @@ def test_real_instruments(shared_data, tmp_path):
     assert (report["item2id_lines"], report["user2id_lines"]) == (6250, 17112)
     assert report["split_rows"] == {"train": 84890, "valid": 17112, "test": 17112}  # train: 136226 - 3 * 17112
     assert "item.json" not in report["present"]
-    assert report["other_files"] == ["Instruments.index_lemb.json", "Instruments.index_qwen7B.json",
-                                     "Instruments.index_vitemb.json"]
+    assert report["other_files"] == ["Instruments.index_lemb.json", "Instruments.index_llama-td.json",
+                                     "Instruments.index_qwen7B.json", "Instruments.index_vitemb.json", "MANIFEST.md"]
     with pytest.raises(InputError, match=r"Instruments\.item\.json: required file is missing"):
         validate_prepared(folder, "Instruments")
     with pytest.raises(InputError, match=r"Instruments\.item\.json: required file is missing"):
         import_local_prepared(folder, tmp_path / "out", "Instruments")
+    # an ID-only import (what the prepared source does): empty item records, the study's item2id and splits kept
+    stats = import_local_prepared(folder, tmp_path / "ids", "Instruments", require=("inter.json",))
+    assert stats["imported"]["item_text"] is False and stats["imported"]["item2id"] is True
+    items = json.loads((tmp_path / "ids" / "Instruments.item.json").read_text())
+    assert len(items) == 6250 and items["17"]["title"] == "" and items["17"]["image"] is None
+    assert (tmp_path / "ids" / "Instruments.item2id").read_text() == (folder / "Instruments.item2id").read_text()
     # our RecBole writer reproduces the study's splits: valid/test byte for byte, train as the same rows
     # (the study lists each user's training prefixes longest first, we list them shortest first)
     inter = json.loads((folder / "Instruments.inter.json").read_text())

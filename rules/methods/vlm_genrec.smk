@@ -21,7 +21,7 @@ def finetune_params(variant):
 def finetune_inputs(wildcards):
     """Base inputs, plus the enrichment files when the mmitemenrich task is on and something can provide them."""
     cat = wildcards.category
-    files = {"model": base_model(), "inter": prepared(cat, "inter.json"), "item": prepared(cat, "item.json"),
+    files = {"model": base_model(), "inter": prepared(cat, "inter.json"), "item": item_text(cat),
              "images": f"results/{cat}/prepared/images", "index": idset_index(cat, method_idset(wildcards.method))}
     task = merged("finetune", cat).get("tasks", {}).get("mmitemenrich", {})
     if task.get("weight", 0) > 0:

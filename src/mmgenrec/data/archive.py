@@ -25,6 +25,7 @@ from mmgenrec.data.prepare import _write_lines, _write_recbole
 from mmgenrec.data.prepared_format import (
     IMAGE_EXTENSIONS,
     ITEM_FIELDS,
+    DEFAULT_OPTIONAL,
     SPLITS,
     check_split,
     plain_name,
@@ -238,13 +239,15 @@ def import_local_prepared(
     when the source has one, else ours). Returns the stats.
     """
     src_folder, out_dir = Path(src_folder), Path(out_dir)
-    report = validate_prepared(src_folder, name, require=require, allow_empty_titles=allow_empty_titles)
-    if not report["present"].get("item.json"):
-        raise InputError(f"{src_folder / f'{name}.item.json'}: required to import (the item text)")
+    report = validate_prepared(src_folder, name, require=require, allow_empty_titles=allow_empty_titles,
+                               optional=tuple(dict.fromkeys(("item.json", "item2id") + DEFAULT_OPTIONAL)))
     src = lambda suffix: src_folder / f"{name}.{suffix}"  # noqa: E731
     out = lambda suffix: out_dir / f"{name}.{suffix}"  # noqa: E731
     inter = read_json(src("inter.json"))
-    items = read_json(src("item.json"))
+    # an ID-only folder (no item.json: e.g. the published Instruments split) gets empty item records: only
+    # methods that need no item text can use it (the workflow refuses the others at planning, naming the file)
+    has_item_text = src("item.json").is_file()
+    items = read_json(src("item.json")) if has_item_text else {str(i): {} for i in range(report["n_items"])}
     has_item2id = src("item2id").is_file()
     id2asin = {i: a for a, i in read_id_map(src("item2id"), "asin").items()} if has_item2id else {}
     images = src_folder / "images" if (src_folder / "images").is_dir() else None
@@ -297,7 +300,7 @@ def import_local_prepared(
                     "mean": round(sum(lengths) / len(lengths), 3)},
         "counts": dict(sorted(counts.items())),
         "sources": {"prepared": str(src_folder)},
-        "imported": {"item2id": has_item2id, "user2id": src("user2id").is_file(),
+        "imported": {"item_text": has_item_text, "item2id": has_item2id, "user2id": src("user2id").is_file(),
                      "enriched": src("item_enriched_v2.json").is_file(),
                      "recbole": "copied" if splits_present else "written",
                      "item_fields_dropped": sorted(dropped_fields),

@@ -45,9 +45,14 @@ def prepare_source(source: str, inputs: dict, out_dir: str | Path, name: str, *,
     if source == "prepared":
         from mmgenrec.data.archive import import_local_prepared
 
-        stats = import_local_prepared(inputs["folder"], out_dir, name, require=("inter.json", "item.json", "item2id"),
+        stats = import_local_prepared(inputs["folder"], out_dir, name, require=("inter.json",),
                                       max_history=max_history)
         _ensure_user2id(out_dir, name)
+        item2id = out_dir / f"{name}.item2id"
+        if not item2id.exists():  # the rule's output; the asins are unknown, so the map is empty, not made up
+            log.warning("%s: the prepared folder has no item2id; writing an empty one", name)
+            with atomic_path(item2id) as tmp:
+                tmp.write_text("")
         (out_dir / "images").mkdir(exist_ok=True)  # a folder without images: every item is embedded from text
         return stats
     raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")
