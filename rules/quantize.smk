@@ -33,7 +33,8 @@ def imported_source(wildcards):
         folder = raw_files(wildcards).get("folder")
         if folder is None:
             raise ValueError(f"id set {wildcards.idset}: prepared: true needs a category with source: prepared")
-        return f"{folder}/{wildcards.category}.index.json"
+        name = "index.json" if spec["prepared"] is True else spec["prepared"]
+        return f"{folder}/{wildcards.category}.{name}"
     return spec["import"].format(category=wildcards.category)
 
 

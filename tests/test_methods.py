@@ -204,3 +204,20 @@ def test_id_only_category_runs_id_methods_and_refuses_text_rules(tmp_path, share
     proc = smk(tmp_path, "-n", "results/Instruments/embed/qwen_mm.npy", config=cfg, check=False)
     assert proc.returncode != 0 and "Instruments.item.json is missing: category Instruments has no item text" in \
         proc.stdout + proc.stderr
+
+
+def test_id_set_from_own_vectors_or_a_prepared_folders_index(tmp_path, shared_data):
+    vectors = tmp_path / "my_vectors.npy"
+    np.save(vectors, np.zeros((3, 4), dtype=np.float32))
+    office = shared_data / "lcrec-office"
+
+    def edit(c):
+        c["categories"]["Office"] = {"source": "prepared", "prepared_dir": str(office)}
+        c["idsets"].update(mine={"embeddings": str(tmp_path / "{category}_vectors.npy")},
+                           shipped={"prepared": "index.rq-kmeans.json", "collisions": "allow"})
+    cfg = demo_config(tmp_path, edit)
+    (tmp_path / "demo_music_vectors.npy").write_bytes(vectors.read_bytes())
+    jobs = dry_run_jobs(tmp_path, "results/demo_music/ids/mine/index.json", config=cfg)
+    assert [j["rule"] for j in jobs] == ["quantize"]  # no embed job: the user's vectors are the input
+    jobs = dry_run_jobs(tmp_path, "results/Office/ids/shipped/index.json", config=cfg)
+    assert [j["rule"] for j in jobs] == ["prepare", "import_idset"]
