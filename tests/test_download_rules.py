@@ -23,8 +23,8 @@ def test_reviews_survive_a_failing_metadata_download(shared_data, tmp_path):
     with serve(routes) as base:
         cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
         cfg["categories"] = {CAT: {"source": "download"}}
-        cfg["download"] = {"reviews_url": base + "/r/{category}_5.json.gz", "meta_url": base + "/m/meta_{category}.json.gz",
-                           "images": {"enabled": False}}
+        cfg["download"] = {"reviews_url": base + "/r/{category}_5.json.gz",
+                           "meta_url": base + "/m/meta_{category}.json.gz", "images": {"enabled": False}}
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(cfg))
         target = f"resources/amazon18/{CAT}/raw.done"

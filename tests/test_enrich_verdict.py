@@ -81,6 +81,6 @@ def test_aa_calibration_splits():
     assert aa["draws"] == 10  # C(6, 3) / 2 distinct halvings of 6 seeds
     assert aa["result"] == compare_arms(first, second, n_boot=300, seed=0)  # the given split is the first draw
     assert aa["result"]["verdict"] == "no_difference"
-    assert 0.0 <= aa["false_positive_rate"] <= 1.0 and aa["false_positive_rate"] * 10 == round(aa["false_positive_rate"] * 10)
+    assert aa["false_positive_rate"] in {k / 10 for k in range(11)}  # a share of the 10 splits
     planted = aa_calibration(first, 3 * second, n_boot=300)
     assert planted["result"]["verdict"] == "helps"  # the calibration can fail: a real difference is seen

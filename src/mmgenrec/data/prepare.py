@@ -17,8 +17,8 @@ line that has a usable title; titles are cleaned of HTML (some real files hold a
 empty takes the first non-empty field of ``fallback_title`` (e.g. ``[description, brand]``; cut to
 ``FALLBACK_TITLE_CHARS`` at a word boundary; counted as ``items_fallback_title``), or is dropped. Reviews of items
 whose title was empty (``reviews_dropped_empty_title``) and of items without any metadata line ("orphans",
-``reviews_dropped_orphan``) are dropped and counted apart; a repeated (user, item) pair keeps its earliest review; then users and items with fewer than ``min_interactions``
-are removed repeatedly until none is left (iterative k-core). Each user's items are ordered by review time, ties
+``reviews_dropped_orphan``) are dropped and counted apart; a repeated (user, item) pair keeps its earliest
+review; then users and items with fewer than ``min_interactions`` are removed repeatedly until none is left (iterative k-core). Each user's items are ordered by review time, ties
 by their order in the file. Ids are given by first appearance: users in order of their first review, items as
 they first appear walking those users' sequences.
 """

@@ -232,7 +232,8 @@ def run_utility(
             "relative_change": c["relative_gain"], "ci": c["ci"], "significant": c["significant"],
             "verdict": c["verdict"], "mean_difference": round(float(du.mean()), 6),
             "per_seed_difference": [round(float(x), 6) for x in b.mean(1) - a.mean(1)],
-            "users_better": int((du > 0).sum()), "users_worse": int((du < 0).sum()), "users_equal": int((du == 0).sum()),
+            "users_better": int((du > 0).sum()), "users_worse": int((du < 0).sum()),
+            "users_equal": int((du == 0).sum()),
         }
     verdict = comparison[f"{metric}@{top_k}"]["verdict"]
 

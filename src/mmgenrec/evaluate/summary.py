@@ -167,7 +167,8 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
                          "metric": f"{data['metric']} false-positive rate", "value": float(aa["false_positive_rate"])})
             if aa["result"]["relative_gain"] is not None:
                 rows.append({"task": "enrich_utility", "category": category, "method": "A/A original - original",
-                             "metric": f"{data['metric']} relative gain", "value": float(aa["result"]["relative_gain"])})
+                             "metric": f"{data['metric']} relative gain",
+                             "value": float(aa["result"]["relative_gain"])})
     for category, reason in (enrich_skipped or {}).items():
         verdicts[category] = f"skipped ({reason})"
     check_rows = []
