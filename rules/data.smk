@@ -20,20 +20,54 @@ rule synthesize_raw:
         "../workflow/scripts/synthesize_raw.py"
 
 
-rule download_raw:
+def download_url(kind):
+    return lambda wc: config.get("download", {})[f"{kind}_url"]
+
+
+# One job per published file: a finished download survives its sibling's failure (a 404 on the metadata, say)
+# instead of being deleted with the failed job's outputs and fetched again on every retry.
+rule download_reviews:
     output:
-        meta="resources/amazon18/{category}/meta_{category}.json.gz",
-        reviews="resources/amazon18/{category}/{category}_5.json.gz",
-        done="resources/amazon18/{category}/raw.done",
+        file="resources/amazon18/{category}/{category}_5.json.gz",
+        entry="resources/amazon18/{category}/{category}_5.json.gz.entry.json",
     params:
-        cfg=lambda wc: canonical({k: v for k, v in config.get("download", {}).items() if k != "images"}),
+        kind="reviews",
+        url=download_url("reviews"),
     retries: 2
     resources:
         runtime=rule_resources("download", "runtime", 240),
     log:
-        "logs/download_raw/{category}.log",
+        "logs/download_reviews/{category}.log",
     benchmark:
-        "benchmarks/download_raw/{category}.tsv"
+        "benchmarks/download_reviews/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/download_raw_file.py"
+
+
+use rule download_reviews as download_meta with:
+    output:
+        file="resources/amazon18/{category}/meta_{category}.json.gz",
+        entry="resources/amazon18/{category}/meta_{category}.json.gz.entry.json",
+    params:
+        kind="meta",
+        url=download_url("meta"),
+    log:
+        "logs/download_meta/{category}.log",
+    benchmark:
+        "benchmarks/download_meta/{category}.tsv"
+
+
+rule download_raw:
+    # the manifest of both files (url, bytes, sha256, records), from the two jobs' entries
+    input:
+        entries=["resources/amazon18/{category}/{category}_5.json.gz.entry.json",
+                 "resources/amazon18/{category}/meta_{category}.json.gz.entry.json"],
+    output:
+        done="resources/amazon18/{category}/raw.done",
+    log:
+        "logs/download_raw/{category}.log",
     conda:
         "../envs/data.yaml"
     script:

@@ -1,6 +1,8 @@
 # Enriched item text: produce it (a provided file or an OpenAI-compatible API), check it, measure its utility.
 from types import SimpleNamespace
 
+from snakemake.logging import logger
+
 ENRICH_GENERATION_KEYS = {
     "provided": ("source", "provided_keys", "heldout_fraction", "split_seed"),
     "api": ("source", "heldout_fraction", "split_seed", "base_url", "model", "api_key_env", "concurrency",
@@ -32,6 +34,33 @@ def provided_enrichment(category):
         return str(Path(raw_files(SimpleNamespace(category=category))["folder"]) / f"{category}.item_enriched_v2.json")
     raise ValueError(f"category {category}: enrich.source is provided but there is no enrich.provided_file "
                      f"for source {source!r} (set enrich.provided_file, or enrich.source: api)")
+
+
+def enrichment_missing(category):
+    """Why the category has no enrichment to read (None when it has one: an API, a provided_file, the synthetic
+    data's or the prepared folder's own file). Such a category runs every stage that does not need one."""
+    cfg = enrich_cfg(category)
+    if cfg.get("source", "provided") != "provided" or cfg.get("provided_file"):
+        return None
+    source = source_of(category)
+    if source == "synthetic":
+        return None
+    if source == "prepared":
+        folder = Path(raw_files(SimpleNamespace(category=category))["folder"])
+        if folder.is_dir() and not (folder / f"{category}.item_enriched_v2.json").exists():
+            return f"no {category}.item_enriched_v2.json in the prepared folder {folder}"
+        return None
+    return f"enrich.source is provided but there is no enrich.provided_file for source {source!r}"
+
+
+def enriched_categories():
+    return [c for c in TEXT_CATEGORIES if not enrichment_missing(c)]
+
+
+ENRICH_SKIPPED = {c: enrichment_missing(c) for c in CATEGORIES if enrichment_missing(c)}
+for _cat, _why in ENRICH_SKIPPED.items():
+    logger.warning(f"category {_cat}: {_why}: skipping enrich, enrich_checks, enrich_utility, text generation and "
+                   f"the mmitemenrich finetuning task (set enrich.provided_file or enrich.source: api to run them)")
 
 
 def enrich_inputs(wildcards):

@@ -125,12 +125,12 @@ rule summary:
     input:
         metrics=expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES, method=METHODS),
         topk=expand("results/{category}/{method}/seqrec_topk.jsonl", category=CATEGORIES, method=METHODS),
-        textgen=expand("results/{category}/{method}/textgen_metrics.json", category=TEXT_CATEGORIES,
-                       method=TEXTGEN_SYSTEMS),
+        textgen=lambda wc: expand("results/{category}/{method}/textgen_metrics.json",
+                                  category=enriched_categories(), method=TEXTGEN_SYSTEMS),
         i2i=expand("results/{category}/i2i_metrics.json", category=TEXT_CATEGORIES) if I2I_ENABLED and GENERATIVE_METHODS else [],
         data=[prepared(cat, "stats.json") for cat in CATEGORIES],
-        enrich_checks=expand("results/{category}/enrich/checks.json", category=TEXT_CATEGORIES),
-        enrich_utility=expand("results/{category}/enrich/utility.json", category=TEXT_CATEGORIES),
+        enrich_checks=lambda wc: expand("results/{category}/enrich/checks.json", category=enriched_categories()),
+        enrich_utility=lambda wc: expand("results/{category}/enrich/utility.json", category=enriched_categories()),
     output:
         csv="results/summary.csv",
         parquet="results/summary.parquet",
@@ -138,6 +138,7 @@ rule summary:
         plots=directory("results/plots"),
     params:
         boot=canonical({k: EVAL[k] for k in ("n_boot", "seed", "ci", "bootstrap_metrics") if k in EVAL}),
+        enrich_skipped=lambda wc: ENRICH_SKIPPED,  # rules/enrich.smk
     log:
         "logs/summary/summary.log",
     conda:

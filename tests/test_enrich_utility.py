@@ -50,3 +50,23 @@ def test_loo_split():
     assert users == ["0", "2"] and train["0"] == [1, 2] and valid["0"] == 3 and test["0"] == 4
     with pytest.raises(InputError):
         loo_split({"0": [1, 2]})
+
+
+def test_run_utility_reports_the_bootstrap_verdict_and_the_aa_run(tmp_path):
+    """A tiny run: the verdict is the primary metric's interval verdict; the A/A run trains the original text with
+    the next seeds and compares it with itself (the seeds pooled: C(6, 3) / 2 = 10 splits)."""
+    from mmgenrec.enrich.utility import run_utility, utility_markdown
+
+    rng = np.random.default_rng(0)
+    words = ["red", "blue", "green", "guitar", "drum", "piano", "strings", "case", "stand", "cable"]
+    items = {str(i): {"title": " ".join(rng.choice(words, 3, replace=False)), "image": None} for i in range(12)}
+    inter = {str(u): [int(x) for x in rng.choice(12, 5, replace=False)] for u in range(30)}
+    cfg = dict(seeds=[0, 1, 2], top_k=5, text_dim=2, vbpr={"n_epochs": 2, "k": 2, "k2": 2}, n_boot=200)
+    rep = run_utility(inter, items, {}, tmp_path, **cfg)
+    assert rep["verdict"] == rep["comparison"]["ndcg@5"]["verdict"] == "no_difference"  # no enrichment: same text
+    assert rep["comparison"]["ndcg@5"]["ci"] == [0.0, 0.0]  # same features, same seeds: identical models
+    assert rep["aa"]["seeds"] == [3, 4, 5] and rep["aa"]["draws"] == 10
+    assert "A/A calibration (original text, seeds [0, 1, 2] vs [3, 4, 5]" in utility_markdown(rep, "tiny")
+    assert "aa" not in run_utility(inter, items, {}, tmp_path, **cfg, aa_seeds=[])
+    with pytest.raises(ValueError, match="must not share a seed"):
+        run_utility(inter, items, {}, tmp_path, **cfg, aa_seeds=[2, 3, 4])

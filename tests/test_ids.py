@@ -80,6 +80,14 @@ def test_sinkhorn_policy_changes_only_colliding_last_codes():
     np.testing.assert_array_equal(out[:, 0], codes[:, 0])
     np.testing.assert_array_equal(out[6:], codes[6:])  # the two lonely items keep their codes
     assert facts["rounds"] >= 1 and 0 <= facts["fallback_items"] <= 6
+    # each of 6 colliding items has its own best last code (distance 0 to code i + 2, 1 to every other code):
+    # Sinkhorn alone gives every item that code in one round; the fallback is never used
+    group = np.array([[0, 1]] * 6)
+    dist = np.ones((6, 8))
+    dist[np.arange(6), np.arange(6) + 2] = 0.0
+    out, facts = resolve_sinkhorn(group, dist, epsilon=0.003, max_rounds=20)
+    assert facts == {"rounds": 1, "fallback_items": 0}
+    np.testing.assert_array_equal(out, [[0, i + 2] for i in range(6)])
     # identical members: Sinkhorn cannot split them, the nearest_free fallback does
     out, facts = resolve_sinkhorn(np.zeros((4, 2), int), np.zeros((4, 8)), max_rounds=3)
     assert collision_stats(out)["collision_rate"] == 0 and facts == {"rounds": 3, "fallback_items": 4}

@@ -80,19 +80,42 @@ def test_popularity_order_and_ties():
 from mmgenrec.evaluate.metrics import collided_items, collision_groups, paired_bootstrap  # noqa: E402
 
 
-def test_paired_bootstrap_equals_hand_resampling():
+def test_paired_bootstrap_two_users_exact_distribution():
+    """Two users with differences 0 and 1: a resample's mean is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4
+    (hand-computed), so the 90 % interval is [0, 1] and the p-value of "no difference" is 2 x 1/4 = 0.5."""
+    r = paired_bootstrap([1.0, 1.0], [1.0, 0.0], n_boot=20000, seed=1, ci=0.9)
+    assert r["diff"] == 0.5 and r["ci_low"] == 0.0 and r["ci_high"] == 1.0
+    assert r["p_value"] == pytest.approx(0.5, abs=0.02)
+    assert r["n_users"] == 2 and r["n_boot"] == 20000
+
+
+def test_paired_bootstrap_interval_width_is_the_standard_error():
+    """Known property: the percentile interval of a mean of n i.i.d. differences is about
+    mean +- z * sd / sqrt(n) (z = 1.96 at 95 %, 1.645 at 90 %)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0.3, 1.0, 400), rng.normal(0.0, 1.0, 400)
+    d = a - b
+    se = d.std() / np.sqrt(d.size)
+    for ci, z in ((0.95, 1.959964), (0.9, 1.644854)):
+        r = paired_bootstrap(a, b, n_boot=4000, seed=2, ci=ci)
+        assert r["ci_high"] - r["ci_low"] == pytest.approx(2 * z * se, rel=0.08)
+        assert (r["ci_low"] + r["ci_high"]) / 2 == pytest.approx(d.mean(), abs=0.15 * se)
+    assert r["p_value"] < 0.01  # a 0.3 shift over 400 users is about 4 standard errors
+
+
+def test_paired_bootstrap_symmetries():
     a = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])
     b = np.array([0.0, 0.0, 1.0, 0.0, 0.0, 1.0])
-    r = paired_bootstrap(a, b, n_boot=50, seed=3, ci=0.9, chunk=7)  # chunking must not change the draws
-    rng = np.random.default_rng(3)
-    d = a - b
-    boots = d[rng.integers(0, 6, size=(50, 6))].mean(axis=1)
+    r = paired_bootstrap(a, b, n_boot=300, seed=3, ci=0.9)
     assert r["diff"] == pytest.approx(2 / 6)
-    assert r["ci_low"] == pytest.approx(np.quantile(boots, 0.05))
-    assert r["ci_high"] == pytest.approx(np.quantile(boots, 0.95))
-    assert r["p_value"] == pytest.approx(min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean())))
-    assert r["n_users"] == 6 and r["n_boot"] == 50
-    assert paired_bootstrap(a, b, n_boot=50, seed=3, ci=0.9) == r  # seeded: reproducible
+    swapped = paired_bootstrap(b, a, n_boot=300, seed=3, ci=0.9)  # same draws, differences negated
+    assert swapped["diff"] == -r["diff"] and swapped["ci_low"] == pytest.approx(-r["ci_high"])
+    assert swapped["ci_high"] == pytest.approx(-r["ci_low"]) and swapped["p_value"] == r["p_value"]
+    shifted = paired_bootstrap(a + 0.25, b, n_boot=300, seed=3, ci=0.9)  # every difference + 0.25
+    assert shifted["ci_low"] == pytest.approx(r["ci_low"] + 0.25)
+    assert shifted["ci_high"] == pytest.approx(r["ci_high"] + 0.25)
+    assert paired_bootstrap(a, b, n_boot=300, seed=3, ci=0.9, chunk=7) == r  # chunking must not change the draws
+    assert paired_bootstrap(a, b, n_boot=300, seed=3, ci=0.9) == r  # seeded: reproducible
 
 
 def test_paired_bootstrap_degenerate_cases():

@@ -79,9 +79,13 @@ def test_summary_reports_enrichment_checks_and_verdict(tmp_path):
         "verdict": "helps", "metric": "ndcg@20",
         "arms": {"original": {"recall@20": stat(0.28), "ndcg@20": stat(0.10), "valid_ndcg@20": stat(0.1)},
                  "enriched": {"recall@20": stat(0.32), "ndcg@20": stat(0.12), "valid_ndcg@20": stat(0.1)}},
-        "comparison": {"ndcg@20": {"wilcoxon_p_users": 0.001}, "recall@20": {"wilcoxon_p_users": 0.02}}}))
+        "comparison": {"ndcg@20": {"relative_change": 0.2, "ci": [0.05, 0.31]},
+                       "recall@20": {"relative_change": 0.14, "ci": [-0.01, 0.3]}},
+        "aa": {"result": {"verdict": "no_difference", "relative_gain": 0.03, "ci": [-0.1, 0.15]},
+               "draws": 10, "false_positive_rate": 0.1, "alpha": 0.05}}))
     long = summarize([a / "seqrec_metrics.json"], tmp_path / "s.csv", tmp_path / "s.md",
-                     enrich_checks=[enrich / "checks.json"], enrich_utility=[enrich / "utility.json"])
+                     enrich_checks=[enrich / "checks.json"], enrich_utility=[enrich / "utility.json"],
+                     enrich_skipped={"Gift_Cards": "no enrich.provided_file"})
     util = long[long.task == "enrich_utility"]
     assert util.query("method == 'vbpr_enriched_text' and metric == 'ndcg@20'").value.item() == 0.12
     assert util.query("method == 'vbpr_original_text' and metric == 'recall@20'").value.item() == 0.28
@@ -90,3 +94,11 @@ def test_summary_reports_enrichment_checks_and_verdict(tmp_path):
     md = (tmp_path / "s.md").read_text()
     section = md.split("## Enriched item text")[1]
     assert "| cat1 " in section and "helps" in section and "False" in section and "0.4000" in section
+    diff = util[util.method == "enriched - original"].set_index("metric").value
+    assert diff["ndcg@20 relative gain"] == 0.2 and diff["ndcg@20 ci low"] == 0.05 and diff["recall@20 ci high"] == 0.3
+    aa = util[util.method == "A/A original - original"].set_index("metric").value
+    assert aa["ndcg@20 false-positive rate"] == 0.1 and aa["ndcg@20 relative gain"] == 0.03
+    cat1 = next(line for line in section.splitlines() if line.startswith("| cat1 "))
+    assert "no_difference (false positives 10% of 10 at alpha 0.05)" in cat1  # the A/A next to the verdict
+    gift = next(line for line in section.splitlines() if line.startswith("| Gift_Cards "))
+    assert "skipped (no enrich.provided_file)" in gift

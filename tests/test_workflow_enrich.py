@@ -50,11 +50,13 @@ def test_verdicts(run):
     music = read_json(wd / "results/demo_music/enrich/utility.json")
     games = read_json(wd / "results/demo_games/enrich/utility.json")
     assert music["verdict"] == "helps", music["comparison"]
-    assert music["comparison"]["ndcg@20"]["wilcoxon_p_users"] < 0.05
+    assert music["comparison"]["ndcg@20"]["ci"][0] > 0  # the interval of the relative gain lies above 0
     assert music["arms"]["enriched"]["ndcg@20"]["mean"] > music["arms"]["original"]["ndcg@20"]["mean"]
     assert games["verdict"] != "helps", games["comparison"]
     for rep in (music, games):
         assert len(rep["seeds"]) == 3 and len(rep["comparison"]["recall@20"]["per_seed_difference"]) == 3
+        assert rep["aa"]["result"]["verdict"] == "no_difference", rep["aa"]  # A/A: original vs original, other seeds
+        assert rep["aa"]["seeds"] == [3, 4, 5] and rep["aa"]["draws"] == 10
     assert "Verdict: **helps**" in (wd / "results/demo_music/enrich/utility.md").read_text()
 
 

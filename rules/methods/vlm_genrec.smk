@@ -24,7 +24,7 @@ def finetune_inputs(wildcards):
     files = {"model": base_model(), "inter": prepared(cat, "inter.json"), "item": item_text(cat),
              "images": f"results/{cat}/prepared/images", "index": idset_index(cat, method_idset(wildcards.method))}
     task = merged("finetune", cat).get("tasks", {}).get("mmitemenrich", {})
-    if task.get("weight", 0) > 0:
+    if task.get("weight", 0) > 0 and not enrichment_missing(cat):
         enrich = {"enriched": f"results/{cat}/enrich/enriched.json", "split": f"results/{cat}/enrich/split.json"}
         if all(Path(f).exists() or any(r.is_producer(f) for r in workflow.rules) for f in enrich.values()):
             files.update(enrich)

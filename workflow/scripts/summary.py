@@ -9,6 +9,7 @@ summarize(
     plots_dir=snakemake.output.plots, data_stats=snakemake.input.data, topk_files=snakemake.input.topk,
     textgen_files=snakemake.input.textgen, i2i_files=snakemake.input.i2i,
     enrich_checks=snakemake.input.enrich_checks, enrich_utility=snakemake.input.enrich_utility,
+    enrich_skipped=snakemake.params.enrich_skipped,
     bootstrap_metrics=tuple(boot.get("bootstrap_metrics", ("HR@10", "NDCG@10"))), n_boot=boot.get("n_boot", 1000),
     seed=boot.get("seed", 0), ci=boot.get("ci", 0.95),
 )

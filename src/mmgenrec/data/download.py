@@ -424,6 +424,44 @@ def _check_json_lines_gz(path: Path, url: str) -> int:
     return n
 
 
+def raw_file_name(category: str, kind: str) -> str:
+    """The published file name of a category's ``reviews`` (5-core) or ``meta`` file."""
+    return {"reviews": f"{category}_5.json.gz", "meta": f"meta_{category}.json.gz"}[kind]
+
+
+def fetch_raw_file(category: str, kind: str, url_template: str, out_dir: str | os.PathLike, *,
+                   session: requests.Session | None = None, progress: bool = True, previous: dict | None = None,
+                   **download_kwargs: Any) -> dict:
+    """Download one raw file (``kind``: reviews or meta) into ``out_dir`` and check that it is a complete gzip
+    stream of JSON lines with at least one record; return its manifest entry. One file per call, so that the
+    workflow runs one job per file: a finished download survives its sibling's failure.
+
+    ``previous``: entries of an earlier manifest by name; a file skipped as already there whose entry says it was
+    verified with the same size and sha256 is not read again."""
+    if not isinstance(category, str) or not _SAFE_CATEGORY.match(category) or ".." in category:
+        raise InputError(f"category {category!r}: only letters, digits, '_', '-' and '.' are allowed")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = raw_file_name(category, kind)
+    url = _fill(url_template, category)
+    dest = out_dir / name
+    own_session = session is None
+    session = session or make_session()
+    try:
+        res = download_file(url, dest, session=session, progress=progress, **download_kwargs)
+    finally:
+        if own_session:
+            session.close()
+    old = (previous or {}).get(name)
+    if (res["skipped"] and old and old.get("verified") and old.get("bytes") == res["bytes"]
+            and old.get("sha256") == res["sha256"] and "records" in old):
+        records = old["records"]
+    else:
+        log.info("checking %s (reading every line)", dest)
+        records = _check_json_lines_gz(dest, url)
+    return {**res, "name": name, "records": records, "verified": True}
+
+
 def fetch_category_raw(
     category: str,
     out_dir: str | os.PathLike,
@@ -455,21 +493,10 @@ def fetch_category_raw(
 
     own_session = session is None
     session = session or make_session()
-    entries = []
     try:
-        for name, template in ((f"{category}_5.json.gz", reviews_url_template),
-                               (f"meta_{category}.json.gz", meta_url_template)):
-            url = _fill(template, category)
-            dest = out_dir / name
-            res = download_file(url, dest, session=session, progress=progress, **download_kwargs)
-            old = previous.get(name)
-            if (res["skipped"] and old and old.get("verified") and old.get("bytes") == res["bytes"]
-                    and old.get("sha256") == res["sha256"] and "records" in old):
-                records = old["records"]
-            else:
-                log.info("checking %s (reading every line)", dest)
-                records = _check_json_lines_gz(dest, url)
-            entries.append({**res, "name": name, "records": records, "verified": True})
+        entries = [fetch_raw_file(category, kind, template, out_dir, session=session, progress=progress,
+                                  previous=previous, **download_kwargs)
+                   for kind, template in (("reviews", reviews_url_template), ("meta", meta_url_template))]
     finally:
         if own_session:
             session.close()

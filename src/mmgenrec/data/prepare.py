@@ -7,13 +7,18 @@ Outputs in ``out_dir`` (``<name>`` = the category)::
     <name>.item2id       "<asin>\\t<item id>" per line;  <name>.user2id likewise for reviewerID
     <name>.{train,valid,test}.inter   RecBole sequential format (user, history, target), as LC-Rec ships
     <name>.stats.json    what was read, dropped and kept, and why
+    <name>.stats.failed.json   the same counts when nothing survives the filters (not an output: written on failure
+                         so that the cause can be read; removed by the next successful run)
     images/              the kept items' images (hard links to the raw images where possible)
 
 Rules (each counted in the stats): metadata lines with a repeated asin keep the first
-line that has a usable title; titles are cleaned of HTML
-and items whose title ends up empty are dropped; reviews of items without metadata ("orphans") are dropped; a
-repeated (user, item) pair keeps its earliest review; then users and items with fewer than ``min_interactions``
-are removed repeatedly until none is left (iterative k-core). Each user's items are ordered by review time, ties
+line that has a usable title; titles are cleaned of HTML (some real files hold a scraped fragment such as
+``<span class="a-size-medium a-color-secondary"`` as the title, empty once cleaned); an item whose title ends up
+empty takes the first non-empty field of ``fallback_title`` (e.g. ``[description, brand]``; cut to
+``FALLBACK_TITLE_CHARS`` at a word boundary; counted as ``items_fallback_title``), or is dropped. Reviews of items
+whose title was empty (``reviews_dropped_empty_title``) and of items without any metadata line ("orphans",
+``reviews_dropped_orphan``) are dropped and counted apart; a repeated (user, item) pair keeps its earliest
+review; then users and items with fewer than ``min_interactions`` are removed repeatedly until none is left (iterative k-core). Each user's items are ordered by review time, ties
 by their order in the file. Ids are given by first appearance: users in order of their first review, items as
 they first appear walking those users' sequences.
 """
@@ -35,8 +40,12 @@ log = logging.getLogger(__name__)
 
 # Every count is reported, zero or not, so that downstream readers can rely on the keys.
 COUNT_KEYS = ("meta_lines", "meta_duplicate_asin", "meta_lines_empty_title", "items_dropped_empty_title",
-              "review_lines", "reviews_dropped_orphan", "reviews_dropped_repeat", "reviews_unique_known",
+              "items_fallback_title", "review_lines", "reviewed_items", "reviewed_items_empty_title",
+              "reviewed_items_orphan", "reviews_dropped_empty_title", "reviews_dropped_orphan",
+              "reviews_dropped_repeat", "reviews_unique_known", "k_core_users_in", "k_core_items_in",
               "k_core_rounds", "items_with_image", "items_without_image")
+FALLBACK_FIELDS = ("description", "brand", "categories")
+FALLBACK_TITLE_CHARS = 120
 _TAG = re.compile(r"<[^>]*>?")
 _SPACE = re.compile(r"\s+")
 
@@ -65,9 +74,25 @@ def clean_categories(value) -> str:
     return ", ".join(out)
 
 
-def read_meta(path: str | Path, stats: Counter) -> dict[str, dict]:
-    """asin -> cleaned item record, in file order; both metadata schemas (``image`` or ``imageURL*``)."""
+def _cut(text: str, limit: int = FALLBACK_TITLE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else text[:limit]).rstrip(" ,.;:") + "..."
+
+
+def read_meta(path: str | Path, stats: Counter, *, fallback_title: tuple[str, ...] = (),
+              untitled: dict[str, str] | None = None) -> dict[str, dict]:
+    """asin -> cleaned item record, in file order; both metadata schemas (``image`` or ``imageURL*``).
+
+    An item whose title is empty after cleaning takes the first non-empty ``fallback_title`` field, else is left
+    out; ``untitled`` (when given) receives the left-out asins with their raw title, for the caller's counts."""
+    bad = [f for f in fallback_title if f not in FALLBACK_FIELDS]
+    if bad:
+        raise ValueError(f"prepare.fallback_title: unknown field(s) {bad}; expected some of {FALLBACK_FIELDS}")
     items: dict[str, dict] = {}
+    fallback: dict[str, dict] = {}
+    raw_titles: dict[str, str] = {}
     for lineno, rec in tqdm(iter_json_lines(path), desc="metadata", unit=" lines"):
         stats["meta_lines"] += 1
         asin = rec.get("asin")
@@ -78,25 +103,42 @@ def read_meta(path: str | Path, stats: Counter) -> dict[str, dict]:
             stats["meta_duplicate_asin"] += 1
             if items[asin] is not None:
                 continue
-        title = clean_text(rec.get("title"))
-        if not title:
-            stats["meta_lines_empty_title"] += 1
-            items.setdefault(asin, None)
-            continue
-        items[asin] = {
-            "title": title,
+        record = {
+            "title": clean_text(rec.get("title")),
             "description": clean_text(rec.get("description")),
             "brand": clean_text(rec.get("brand")),
             "categories": clean_categories(rec.get("category")),
             "asin": asin,
         }
+        if not record["title"]:
+            stats["meta_lines_empty_title"] += 1
+            items.setdefault(asin, None)
+            raw_titles.setdefault(asin, str(rec.get("title", ""))[:80])
+            alt = next((record[f] for f in fallback_title if record[f]), "")
+            if alt and asin not in fallback:
+                fallback[asin] = {**record, "title": _cut(alt)}
+            continue
+        items[asin] = record
+    if stats["meta_lines"] == 0:
+        raise InputError(f"{path}: the metadata file holds no records (an empty file or an empty gzip stream); "
+                         f"replace it with the category's complete meta_<category>.json.gz")
+    for asin, record in fallback.items():
+        if items[asin] is None:
+            items[asin] = record
+            stats["items_fallback_title"] += 1
     stats["items_dropped_empty_title"] = sum(r is None for r in items.values())
+    if untitled is not None:
+        untitled.update({a: raw_titles.get(a, "") for a, r in items.items() if r is None})
     return {a: r for a, r in items.items() if r is not None}
 
 
-def read_reviews(path: str | Path, known: dict, stats: Counter) -> list[tuple[str, str, int, int]]:
-    """(user, asin, time, line) per review of a known item; a repeated (user, item) keeps the earliest."""
+def read_reviews(path: str | Path, known: dict, stats: Counter,
+                 untitled: dict[str, str] | None = None) -> list[tuple[str, str, int, int]]:
+    """(user, asin, time, line) per review of a known item; a repeated (user, item) keeps the earliest. Reviews of
+    ``untitled`` items (metadata without a usable title) are counted apart from orphans (no metadata at all)."""
+    untitled = untitled or {}
     first: dict[tuple[str, str], tuple[int, int]] = {}
+    reviewed: set[str] = set()
     for lineno, rec in tqdm(iter_json_lines(path), desc="reviews", unit=" lines"):
         stats["review_lines"] += 1
         for field in ("reviewerID", "asin"):
@@ -105,8 +147,9 @@ def read_reviews(path: str | Path, known: dict, stats: Counter) -> list[tuple[st
         t = rec.get("unixReviewTime")
         if isinstance(t, bool) or not isinstance(t, (int, float)) and not (isinstance(t, str) and t.isdigit()):
             raise InputError(f"{path}: line {lineno}: field 'unixReviewTime' is missing or not a number ({t!r})")
+        reviewed.add(rec["asin"])
         if rec["asin"] not in known:
-            stats["reviews_dropped_orphan"] += 1
+            stats["reviews_dropped_empty_title" if rec["asin"] in untitled else "reviews_dropped_orphan"] += 1
             continue
         key = (rec["reviewerID"], rec["asin"])
         value = (int(t), lineno)
@@ -116,6 +159,11 @@ def read_reviews(path: str | Path, known: dict, stats: Counter) -> list[tuple[st
                 first[key] = value
             continue
         first[key] = value
+    if stats["review_lines"] == 0:
+        raise InputError(f"{path}: the review file holds no records (an empty file or an empty gzip stream)")
+    stats["reviewed_items"] = len(reviewed)
+    stats["reviewed_items_empty_title"] = sum(a in untitled for a in reviewed)
+    stats["reviewed_items_orphan"] = sum(a not in known and a not in untitled for a in reviewed)
     return [(u, a, t, line) for (u, a), (t, line) in first.items()]
 
 
@@ -132,6 +180,28 @@ def k_core(reviews: list[tuple[str, str, int, int]], k: int, stats: Counter) -> 
         reviews = kept
     stats["k_core_rounds"] = rounds
     return reviews
+
+
+def _nothing_left_message(reviews_path, stats: Counter, untitled: dict, k: int, failed: Path, fallback_title) -> str:
+    c = stats
+    parts = [f"{reviews_path}: no interactions left after the {k}-core filter. {c['review_lines']} review lines "
+             f"cover {c['reviewed_items']} items: {c['reviewed_items_empty_title']} of them have metadata whose "
+             f"title is empty once HTML is removed ({c['reviews_dropped_empty_title']} reviews dropped"]
+    example = next(((a, t) for a, t in untitled.items() if t), None)
+    if c["reviewed_items_empty_title"] and example:
+        parts.append(f"; e.g. asin {example[0]}, title {example[1]!r}")
+    parts.append(f"), {c['reviewed_items_orphan']} have no metadata line ({c['reviews_dropped_orphan']} reviews "
+                 f"dropped); {c['reviews_dropped_repeat']} repeated (user, item) reviews dropped; "
+                 f"{c['reviews_unique_known']} reviews of {c['k_core_items_in']} items by {c['k_core_users_in']} "
+                 f"users went into the {k}-core filter, which kept none.")
+    if c["reviewed_items_empty_title"] and not fallback_title:
+        parts.append(" Set prepare.fallback_title (e.g. [description, brand]) to title those items from other "
+                     "fields, or lower prepare.min_interactions.")
+    elif c["reviewed_items_empty_title"]:
+        parts.append(f" prepare.fallback_title {list(fallback_title)} titled {c['items_fallback_title']} items; "
+                     f"the rest have none of those fields.")
+    parts.append(f" Counts: {failed}")
+    return "".join(parts)
 
 
 def chronological_ids(events: list[tuple[str, str, int, int]]):
@@ -164,23 +234,37 @@ def prepare_category(
     *,
     min_interactions: int = 5,
     max_history: int = 50,
+    fallback_title: list[str] | tuple[str, ...] = (),
 ) -> dict:
-    """Run the whole preparation for one category; return the stats written to ``<name>.stats.json``."""
+    """Run the whole preparation for one category; return the stats written to ``<name>.stats.json``.
+
+    When nothing survives the filters, the counts go to ``<name>.stats.failed.json`` (and the log) and the error
+    says which filter removed what."""
     if min_interactions < 3:
         raise ValueError(f"min_interactions={min_interactions}: leave-one-out needs at least 3 items per user")
     stats: Counter = Counter({key: 0 for key in COUNT_KEYS})
-    meta = read_meta(meta_path, stats)
-    reviews = read_reviews(reviews_path, meta, stats)
+    out_dir = Path(out_dir)
+    failed = out_dir / f"{name}.stats.failed.json"
+    untitled: dict[str, str] = {}
+    meta = read_meta(meta_path, stats, fallback_title=tuple(fallback_title), untitled=untitled)
+    reviews = read_reviews(reviews_path, meta, stats, untitled)
     stats["reviews_unique_known"] = len(reviews)
+    stats["k_core_users_in"] = len({r[0] for r in reviews})
+    stats["k_core_items_in"] = len({r[1] for r in reviews})
     reviews = k_core(reviews, min_interactions, stats)
     if not reviews:
-        raise InputError(f"{reviews_path}: no interactions left after the {min_interactions}-core filter "
-                         f"({stats['review_lines']} review lines, {len(meta)} items with metadata)")
+        message = _nothing_left_message(reviews_path, stats, untitled, min_interactions, failed, fallback_title)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(failed, {"category": name, "error": message, "min_interactions": min_interactions,
+                            "counts": dict(sorted(stats.items())),
+                            "sources": {"meta": str(meta_path), "reviews": str(reviews_path)}})
+        log.error("%s", message)
+        raise InputError(message)
+    failed.unlink(missing_ok=True)
 
     user2id, item2id, inter = chronological_ids(reviews)
 
     image_dir = Path(image_dir)
-    out_dir = Path(out_dir)
     item_json = {}
     with atomic_dir(out_dir / "images") as images_out:  # the category's images, next to its item.json
         for asin, iid in tqdm(item2id.items(), desc="images", unit=" items"):

@@ -29,14 +29,15 @@ HM_FILES = {"articles": "articles.csv", "customers": "customers.csv", "transacti
 
 
 def prepare_source(source: str, inputs: dict, out_dir: str | Path, name: str, *, image_dir: str | Path | None,
-                   min_interactions: int = 5, max_history: int = 50) -> dict:
+                   min_interactions: int = 5, max_history: int = 50, fallback_title: list[str] = ()) -> dict:
     """Prepare one category from ``inputs`` (the rule's named inputs) according to ``source``."""
     out_dir = Path(out_dir)
     if source in ("synthetic", "download", "local"):
         from mmgenrec.data.prepare import prepare_category
 
         return prepare_category(inputs["meta"], inputs["reviews"], image_dir, out_dir, name,
-                                min_interactions=min_interactions, max_history=max_history)
+                                min_interactions=min_interactions, max_history=max_history,
+                                fallback_title=fallback_title)
     if source == "hm":
         from mmgenrec.data.hm import prepare_hm
 

@@ -20,11 +20,15 @@ Design (one fair comparison; the two arms differ only in the item text):
   first seed; the combination with the best validation metric averaged over the two arms is used for both arms
   and every seed (same hyper-parameters for both).
 * **Seeds**: ``seeds`` (≥3). Reported per arm: mean ± std over seeds of Recall@K and NDCG@K on test.
-* **Paired comparison and verdict**: per user, the metric averaged over seeds, enriched minus original; a
-  Wilcoxon signed-rank test over users (zero differences dropped) and a paired t-test over the per-seed means.
-  Verdict on ``metric`` (NDCG@K by default): ``helps`` when the Wilcoxon p < ``alpha`` and the relative change of
-  the mean is ≥ ``min_rel_gain``; ``hurts`` when p < ``alpha`` and it is ≤ −``min_rel_gain``; else
-  ``no_difference``.
+* **Comparison and verdict** (:mod:`mmgenrec.enrich.verdict`): one quantity, the relative gain of the mean metric
+  (enriched / original − 1), with its bootstrap interval over seeds AND users (seeds resampled as pairs: seed *s*
+  gives both arms the same initialisation and negatives; then users, paired). Verdict on ``metric`` (NDCG@K by
+  default): ``helps`` when the ``1 − alpha`` interval lies above 0 and the gain is ≥ ``min_rel_gain``; ``hurts``
+  when it lies below 0 and the gain is ≤ −``min_rel_gain``; else ``no_difference``.
+* **A/A calibration**: the original arm is also trained with ``aa_seeds`` (default: as many seeds again, after the
+  largest of ``seeds``) and compared with itself by the same procedure; it must come out ``no_difference``.
+  ``aa.false_positive_rate``: over the splits of the pooled original seeds into two halves (up to ``aa_draws``),
+  the share whose interval excludes 0 (nominally ``alpha``).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mmgenrec.enrich.verdict import aa_calibration, compare_arms
 from mmgenrec.io import InputError
 
 log = logging.getLogger(__name__)
@@ -167,10 +172,11 @@ def run_utility(
     alpha: float = 0.05,
     min_rel_gain: float = 0.05,
     metric: str = "ndcg",
+    aa_seeds: list[int] | None = None,
+    n_boot: int = 2000,
+    aa_draws: int = 20,
 ) -> dict:
     """The utility report (module docstring)."""
-    from scipy import stats
-
     from mmgenrec.prompts import item_text
 
     t0 = time.time()
@@ -209,39 +215,47 @@ def run_utility(
     best = max(range(len(combos)), key=lambda ci: (selection[ci]["mean"], -ci))
     per_user = {arm: [evaluate(best, arm, s)[1] for s in seeds] for arm in arms}  # [seed] -> (recall, ndcg)
 
-    result_arms, per_seed = {}, {}
+    result_arms, matrices = {}, {}
     for arm in arms:
-        rec = np.stack([r for r, _ in per_user[arm]])
+        rec = np.stack([r for r, _ in per_user[arm]])  # [seed, user]
         nd = np.stack([n for _, n in per_user[arm]])
         result_arms[arm] = {f"recall@{top_k}": _stat(rec.mean(1)), f"ndcg@{top_k}": _stat(nd.mean(1)),
                             f"valid_{metric}@{top_k}": _stat([evaluate(best, arm, s)[0][mi].mean() for s in seeds])}
-        per_seed[arm] = {"recall": rec.mean(1), "ndcg": nd.mean(1), "user_recall": rec.mean(0), "user_ndcg": nd.mean(0)}
+        matrices[arm] = {"recall": rec, "ndcg": nd}
 
     comparison = {}
     for m in ("recall", "ndcg"):
-        du = per_seed["enriched"][f"user_{m}"] - per_seed["original"][f"user_{m}"]
-        ds = per_seed["enriched"][m] - per_seed["original"][m]
-        base_mean = float(per_seed["original"][m].mean())
-        p_w = float(stats.wilcoxon(du).pvalue) if np.any(du != 0) else 1.0
-        p_t = float(stats.ttest_rel(per_seed["enriched"][m], per_seed["original"][m]).pvalue) \
-            if len(seeds) > 1 and np.any(ds != ds[0]) else (1.0 if not np.any(ds) else 0.0)
+        a, b = matrices["original"][m], matrices["enriched"][m]
+        du = b.mean(0) - a.mean(0)
+        c = compare_arms(a, b, alpha=alpha, min_rel_gain=min_rel_gain, n_boot=n_boot, seed=0, paired_seeds=True)
         comparison[f"{m}@{top_k}"] = {
-            "mean_difference": round(float(du.mean()), 6),
-            "relative_change": round(float(du.mean()) / base_mean, 6) if base_mean else None,
-            "per_seed_difference": [round(float(x), 6) for x in ds],
-            "users_better": int((du > 0).sum()), "users_worse": int((du < 0).sum()), "users_equal": int((du == 0).sum()),
-            "wilcoxon_p_users": p_w, "ttest_p_seeds": p_t,
+            "relative_change": c["relative_gain"], "ci": c["ci"], "significant": c["significant"],
+            "verdict": c["verdict"], "mean_difference": round(float(du.mean()), 6),
+            "per_seed_difference": [round(float(x), 6) for x in b.mean(1) - a.mean(1)],
+            "users_better": int((du > 0).sum()), "users_worse": int((du < 0).sum()),
+            "users_equal": int((du == 0).sum()),
         }
-    primary = comparison[f"{metric}@{top_k}"]
-    rel, p = primary["relative_change"] or 0.0, primary["wilcoxon_p_users"]
-    verdict = "helps" if p < alpha and rel >= min_rel_gain else "hurts" if p < alpha and rel <= -min_rel_gain \
-        else "no_difference"
-    rule = (f"{metric}@{top_k}: 'helps' if the Wilcoxon signed-rank p over users (metric averaged over seeds) < "
-            f"{alpha} and the relative change of the mean >= {min_rel_gain}; 'hurts' if p < {alpha} and <= "
-            f"-{min_rel_gain}; else 'no_difference'")
+    verdict = comparison[f"{metric}@{top_k}"]["verdict"]
+
+    # A/A: the original arm with a second, disjoint seed set against itself (must be no_difference)
+    aa_seeds = list(aa_seeds) if aa_seeds is not None else [max(seeds) + 1 + i for i in range(len(seeds))]
+    if set(aa_seeds) & set(seeds):
+        raise ValueError(f"enrich.utility.aa_seeds {aa_seeds} must not share a seed with seeds {seeds}")
+    aa = None
+    if aa_seeds:
+        aa_second = np.stack([evaluate(best, "original", s)[1][mi] for s in aa_seeds])
+        aa = {"seeds": aa_seeds, **aa_calibration(matrices["original"][metric], aa_second, alpha=alpha,
+                                                  min_rel_gain=min_rel_gain, n_boot=n_boot, seed=1,
+                                                  max_draws=aa_draws)}
+        log.info("A/A (original, seeds %s vs %s): %s", seeds, aa_seeds, aa["result"])
+    lo_hi = f"{1 - alpha:.0%}"
+    rule = (f"{metric}@{top_k}: relative gain of the mean (enriched / original - 1) with its {lo_hi} bootstrap "
+            f"interval (seeds, then users resampled; {n_boot} replicates): 'helps' if the interval lies above 0 and "
+            f"the gain >= {min_rel_gain}; 'hurts' if it lies below 0 and the gain <= -{min_rel_gain}; "
+            f"else 'no_difference'")
     return {
-        "verdict": verdict, "rule": rule, "metric": f"{metric}@{top_k}",
-        "arms": result_arms, "comparison": comparison,
+        "verdict": verdict, "rule": rule, "metric": f"{metric}@{top_k}", "alpha": alpha,
+        "arms": result_arms, "comparison": comparison, **({"aa": aa} if aa else {}),
         "hyperparameters": {**base, **combos[best]}, "selection": selection, "seeds": seeds,
         "data": {"users": len(users), "items": n_items, "train_interactions": sum(len(v) for v in train.values()),
                  "items_enriched": sum(i in enriched for i in ids),
@@ -261,12 +275,20 @@ def utility_markdown(report: dict, name: str) -> str:
     for arm, r in report["arms"].items():
         lines.append(f"| {arm} | {r[f'recall@{m}']['mean']:.4f} ± {r[f'recall@{m}']['std']:.4f} | "
                      f"{r[f'ndcg@{m}']['mean']:.4f} ± {r[f'ndcg@{m}']['std']:.4f} |")
-    lines += ["", "| metric | mean diff | relative | users better / worse | Wilcoxon p (users) | t-test p (seeds) |",
-              "|---|---:|---:|---|---:|---:|"]
+    lines += ["", f"| metric | mean diff | relative gain | {1 - report.get('alpha', 0.05):.0%} CI "
+              "(seeds + users bootstrap) | users better / worse | verdict |", "|---|---:|---:|---|---|---|"]
     for key, c in report["comparison"].items():
         rel = f"{c['relative_change']:+.1%}" if c["relative_change"] is not None else "n/a"
-        lines.append(f"| {key} | {c['mean_difference']:+.4f} | {rel} | {c['users_better']} / {c['users_worse']} | "
-                     f"{c['wilcoxon_p_users']:.3g} | {c['ttest_p_seeds']:.3g} |")
+        ci = f"[{c['ci'][0]:+.1%}, {c['ci'][1]:+.1%}]" if c["ci"][0] is not None else "n/a"
+        lines.append(f"| {key} | {c['mean_difference']:+.4f} | {rel} | {ci} | {c['users_better']} / "
+                     f"{c['users_worse']} | {c['verdict']} |")
+    if "aa" in report:
+        aa, r = report["aa"], report["aa"]["result"]
+        rel = f"{r['relative_gain']:+.1%}" if r["relative_gain"] is not None else "n/a"
+        lines += ["", f"A/A calibration (original text, seeds {report['seeds']} vs {aa['seeds']}, same procedure): "
+                  f"**{r['verdict']}** (relative gain {rel}, CI [{r['ci'][0]:+.1%}, {r['ci'][1]:+.1%}]); "
+                  f"false-positive rate over {aa['draws']} splits of the pooled seeds: {aa['false_positive_rate']:.0%} "
+                  f"at alpha = {aa['alpha']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -112,7 +112,7 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
               data_stats: list[str | Path] = (), topk_files: list[str | Path] = (),
               textgen_files: list[str | Path] = (), i2i_files: list[str | Path] = (),
               enrich_checks: list[str | Path] = (), enrich_utility: list[str | Path] = (),
-              bootstrap_metrics: tuple[str, ...] = ("HR@10", "NDCG@10"), n_boot: int = 1000, seed: int = 0,
+              enrich_skipped: dict[str, str] | None = None, bootstrap_metrics: tuple[str, ...] = ("HR@10", "NDCG@10"), n_boot: int = 1000, seed: int = 0,
               ci: float = 0.95) -> pd.DataFrame:
     """Write the long table (CSV, Parquet), the Markdown report and the plots; return the long table."""
     rows = []
@@ -144,7 +144,7 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
                 if metric in metrics:
                     rows.append({"task": "i2i", "category": path.parent.name, "method": source, "metric": metric,
                                  "value": float(metrics[metric])})
-    verdicts = {}
+    verdicts, aa_rows = {}, {}
     for path in map(Path, enrich_utility):  # results/<cat>/enrich/utility.json
         data, category = read_json(path), path.parent.parent.name
         verdicts[category] = data["verdict"]
@@ -154,8 +154,23 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
                     rows.append({"task": "enrich_utility", "category": category, "method": f"vbpr_{arm}_text",
                                  "metric": metric, "value": float(value["mean"])})
         for metric, comp in data["comparison"].items():
-            rows.append({"task": "enrich_utility", "category": category, "method": "enriched - original",
-                         "metric": f"{metric} wilcoxon p", "value": float(comp["wilcoxon_p_users"])})
+            for key, value in (("relative gain", comp.get("relative_change")), *zip(("ci low", "ci high"),
+                                                                                  comp.get("ci", ()))):
+                if value is not None:
+                    rows.append({"task": "enrich_utility", "category": category, "method": "enriched - original",
+                                 "metric": f"{metric} {key}", "value": float(value)})
+        if "aa" in data:  # the A/A calibration: original vs original with other seeds
+            aa = data["aa"]
+            aa_rows[category] = f"{aa['result']['verdict']} (false positives {aa['false_positive_rate']:.0%} of " \
+                                f"{aa['draws']} at alpha {aa['alpha']})"
+            rows.append({"task": "enrich_utility", "category": category, "method": "A/A original - original",
+                         "metric": f"{data['metric']} false-positive rate", "value": float(aa["false_positive_rate"])})
+            if aa["result"]["relative_gain"] is not None:
+                rows.append({"task": "enrich_utility", "category": category, "method": "A/A original - original",
+                             "metric": f"{data['metric']} relative gain",
+                             "value": float(aa["result"]["relative_gain"])})
+    for category, reason in (enrich_skipped or {}).items():
+        verdicts[category] = f"skipped ({reason})"
     check_rows = []
     for path in map(Path, enrich_checks):  # results/<cat>/enrich/checks.json
         data, category = read_json(path), path.parent.parent.name
@@ -200,10 +215,19 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
     if check_rows or verdicts:
         text += ("\n## Enriched item text (results/<cat>/enrich/checks.md, utility.md)\n\n"
                  "Check values are rates (coverage: share of items enriched); utility: Cornac VBPR with the original "
-                 "vs the enriched item text, same encoder and hyper-parameters, 3+ seeds.\n\n")
-        table = pd.DataFrame(check_rows) if check_rows else pd.DataFrame({"category": sorted(verdicts)})
+                 "vs the enriched item text, same encoder and hyper-parameters, 3+ seeds; verdict from the bootstrap "
+                 "interval (seeds + users) of the relative gain; A/A: the original text against itself with other "
+                 "seeds, the same procedure (must be no_difference).\n\n")
+        table = pd.DataFrame(check_rows) if check_rows else pd.DataFrame({"category": []})
+        missing = sorted(set(verdicts) - set(table["category"]))
+        if missing:  # skipped categories (no enrichment) have no checks
+            table = pd.concat([table, pd.DataFrame({"category": missing})], ignore_index=True)
+            if "checks passed" in table:
+                table["checks passed"] = [str(v) if isinstance(v, bool) else "n/a" for v in table["checks passed"]]
+            table = table.astype(object).where(table.notna(), None)
         table["utility verdict"] = [verdicts.get(c, "n/a") for c in table["category"]]
-        text += table.to_markdown(index=False, floatfmt=".4f") + "\n"
+        table["A/A calibration"] = [aa_rows.get(c, "n/a") for c in table["category"]]
+        text += table.to_markdown(index=False, floatfmt=".4f", missingval="n/a") + "\n"
     if data_stats:
         data = data_table(list(data_stats))
         text += "\n## Data after filtering\n\n" + data.to_markdown(index=False, floatfmt=(".4f")) + "\n"
