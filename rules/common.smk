@@ -213,10 +213,32 @@ def idset_vectors(category, idset):
     return f"results/{category}/embed/lm_text.npy" if view == "lm_text" else f"results/{category}/embed/qwen_{view}.npy"
 
 
+def category_methods(category):
+    """The methods that run on a category: all, or the category's own `methods:` list (config order kept)."""
+    only = config["categories"][category].get("methods")
+    if only is None:
+        return METHODS
+    unknown = [m for m in only if m not in METHODS]
+    if unknown:
+        raise WorkflowError(f"categories.{category}.methods names {unknown}, which are not in the config's methods "
+                            f"({METHODS})")
+    return [m for m in METHODS if m in only]
+
+
+def generative_in(category):
+    """The VLM (vlm_genrec) methods that run on a category."""
+    return [m for m in category_methods(category) if m in GENERATIVE_METHODS]
+
+
+def method_outputs(name):
+    """``results/<cat>/<method>/<name>`` for every category and every method that runs on it."""
+    return [f"results/{cat}/{m}/{name}" for cat in CATEGORIES for m in category_methods(cat)]
+
+
 def all_targets():
     targets = ["results/summary.csv"]
     for cat in CATEGORIES:
-        targets += [f"results/{cat}/{method}/seqrec_metrics.json" for method in METHODS]
+        targets += [f"results/{cat}/{method}/seqrec_metrics.json" for method in category_methods(cat)]
     for cat in TEXT_CATEGORIES:
         if not enrichment_missing(cat):  # rules/enrich.smk: a category without enrichment skips these
             targets += [f"results/{cat}/enrich/checks.json", f"results/{cat}/enrich/utility.json"]

@@ -100,11 +100,11 @@ rule evaluate_i2i:
         npy=quantize_input,
         index=lambda wc: idset_index(wc.category, I2I_IDSET),
         reconstruction=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/reconstruction.npy",
-        adapters=expand("results/{{category}}/{method}/model", method=GENERATIVE_METHODS),
+        adapters=lambda wc: [f"results/{wc.category}/{m}/model" for m in generative_in(wc.category)],
     output:
         "results/{category}/i2i_metrics.json",
     params:
-        methods=GENERATIVE_METHODS,
+        methods=lambda wc: generative_in(wc.category),
         model=model_runtime(),
     threads: rule_resources("evaluate", "threads", 2)
     resources:
@@ -123,11 +123,11 @@ rule evaluate_i2i:
 
 rule summary:
     input:
-        metrics=expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES, method=METHODS),
-        topk=expand("results/{category}/{method}/seqrec_topk.jsonl", category=CATEGORIES, method=METHODS),
-        textgen=lambda wc: expand("results/{category}/{method}/textgen_metrics.json",
-                                  category=enriched_categories(), method=TEXTGEN_SYSTEMS),
-        i2i=expand("results/{category}/i2i_metrics.json", category=TEXT_CATEGORIES) if I2I_ENABLED and GENERATIVE_METHODS else [],
+        metrics=method_outputs("seqrec_metrics.json"),
+        topk=method_outputs("seqrec_topk.jsonl"),
+        textgen=lambda wc: [f"results/{c}/{m}/textgen_metrics.json" for c in enriched_categories()
+                            for m in TEXTGEN_SYSTEMS if m in TEXTGEN_BASELINES or m in generative_in(c)],
+        i2i=[f"results/{c}/i2i_metrics.json" for c in TEXT_CATEGORIES if I2I_ENABLED and generative_in(c)],
         data=[prepared(cat, "stats.json") for cat in CATEGORIES],
         enrich_checks=lambda wc: expand("results/{category}/enrich/checks.json", category=enriched_categories()),
         enrich_utility=lambda wc: expand("results/{category}/enrich/utility.json", category=enriched_categories()),

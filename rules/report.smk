@@ -30,9 +30,9 @@ rule report_summary:
 
 rule report_category:
     input:
-        metrics=expand("results/{{category}}/{method}/seqrec_metrics.json", method=METHODS),
+        metrics=lambda wc: [f"results/{wc.category}/{m}/seqrec_metrics.json" for m in category_methods(wc.category)],
         id_stats=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/stats.json",
-        models=expand("results/{{category}}/{method}/model", method=GENERATIVE_METHODS),
+        models=lambda wc: [f"results/{wc.category}/{m}/model" for m in generative_in(wc.category)],
     output:
         hr=report("results/report/{category}/hr_at_10.png", caption="../workflow/report/hr_at_10.rst",
                   category="2. Per category", subcategory="{category}", labels={"figure": "HR@10 by method"}),
@@ -41,8 +41,8 @@ rule report_category:
         curves=report("results/report/{category}/training_curves.png", caption="../workflow/report/curves.rst",
                       category="2. Per category", subcategory="{category}", labels={"figure": "training curves"}),
     params:
-        methods=METHODS,
-        generative=GENERATIVE_METHODS,
+        methods=lambda wc: category_methods(wc.category),
+        generative=lambda wc: generative_in(wc.category),
     log:
         "logs/report_category/{category}.log",
     conda:

@@ -221,3 +221,16 @@ def test_id_set_from_own_vectors_or_a_prepared_folders_index(tmp_path, shared_da
     assert [j["rule"] for j in jobs] == ["quantize"]  # no embed job: the user's vectors are the input
     jobs = dry_run_jobs(tmp_path, "results/Office/ids/shipped/index.json", config=cfg)
     assert [j["rule"] for j in jobs] == ["prepare", "import_idset"]
+
+
+def test_a_category_can_run_a_subset_of_the_methods(tmp_path):
+    cfg = demo_config(tmp_path, lambda c: c["categories"]["demo_games"].update(methods=["popularity", "ours"]))
+    jobs = dry_run_jobs(tmp_path, config=cfg)
+    games = Counter(j["rule"] for j in jobs if j["wildcards"].get("category") == "demo_games")
+    music = Counter(j["rule"] for j in jobs if j["wildcards"].get("category") == "demo_music")
+    assert games["evaluate_ours"] == 1 and games["finetune"] == 1 and not games["finetune_multistage"]
+    assert games["textgen_ours"] == 1 and not games["merge_adapters"]
+    assert music["evaluate_ours"] == 3 and music["merge_adapters"] == 1 and music["textgen_ours"] == 3
+    bad = demo_config(tmp_path, lambda c: c["categories"]["demo_games"].update(methods=["nope"]))
+    proc = smk(tmp_path, "-n", config=bad, check=False)
+    assert proc.returncode != 0 and "categories.demo_games.methods names ['nope']" in proc.stdout + proc.stderr

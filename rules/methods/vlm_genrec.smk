@@ -84,17 +84,21 @@ use rule finetune as finetune_multistage with:
         "benchmarks/finetune_multistage/{category}.{method}.tsv"
 
 
+MERGE_SOURCE = config.get("merge", {}).get("source_method", "ours")
+# the categories whose source adapter is averaged: those the source method runs on (sorted: order changes nothing)
+MERGED_CATEGORIES = sorted(c for c in CATEGORIES if MERGE_SOURCE in category_methods(c))
+
+
 rule merge_adapters:
     input:
-        adapters=lambda wc: [f"results/{c}/{config.get('merge', {}).get('source_method', 'ours')}/model"
-                             for c in sorted(CATEGORIES)],
+        adapters=lambda wc: [f"results/{c}/{MERGE_SOURCE}/model" for c in MERGED_CATEGORIES],
     output:
         directory("results/{category}/{method}/model"),
     wildcard_constraints:
         method=alternatives(vlm_variant("merged")),
     params:
         cfg=canonical(config.get("merge", {})),
-        categories=sorted(CATEGORIES),  # the order of the config's categories changes nothing
+        categories=MERGED_CATEGORIES,  # the order of the config's categories changes nothing
     log:
         "logs/merge_adapters/{category}.{method}.log",
     benchmark:
