@@ -135,8 +135,13 @@ def evaluate_seqrec(
     max_users: int | None = None,
     device: str = "auto",
     dtype: str = "auto",
+    decoder: str = "trie_beam",
 ) -> dict:
-    """Decode every ``split`` user once per template in ``template_ids`` and write the metrics files."""
+    """Decode every ``split`` user once per template in ``template_ids`` and write the metrics files.
+
+    ``decoder``: ``trie_beam`` (one prefill per prompt, beams over the trie: :mod:`mmgenrec.evaluate.beam`) or
+    ``hf`` (HF ``generate`` beam search + the trie processor, the reference); same items and scores.
+    """
     from mmgenrec.models.loading import load_finetuned
 
     t0 = time.time()
@@ -172,13 +177,13 @@ def evaluate_seqrec(
             batch = processor(text=prompts, padding=True, return_tensors="pt").to(model.device)
             ranked, _, invalid = generate_topk(model, dict(batch), trie, num_beams=num_beams,
                                                top_k=min(top_k, len(trie)), prompt_len=batch["input_ids"].shape[1],
-                                               return_scores=False)
+                                               return_scores=False, backend=decoder)
             n_invalid += invalid
             n_beams += num_beams * len(chunk)
             lists += [expand(r, entry_items, top_k) for r in ranked]
         topk_by_template[str(tid)] = lists
     decode_s = time.time() - t_decode
-    summary = {"method": method, "split": split, "num_beams": num_beams, "top_k": top_k,
+    summary = {"method": method, "split": split, "num_beams": num_beams, "top_k": top_k, "decoder": decoder,
                "invalid_beam_fraction": n_invalid / max(n_beams, 1), "n_invalid_beams": n_invalid,
                "n_distinct_ids": len(trie), "id_levels": trie.depth,
                "users_per_second": round(len(examples) * len(template_ids) / max(decode_s, 1e-9), 3),
