@@ -225,5 +225,7 @@ def test_matches_hf_tiny_qwen25vl_checkpoint_with_images(tiny):
     batch = dict(processor(text=prompts, images=images, padding=True, return_tensors="pt"))
     assert (batch["attention_mask"] == 0).any()  # mixed prompt lengths
     width = batch["input_ids"].shape[1]
-    ours, hf = both(model, batch, trie, 10, 10, prompt_len=width)
+    ours = generate_topk(model, dict(batch), trie, num_beams=10, top_k=10, prompt_len=width)
+    assert (model.model.rope_deltas != 0).all()  # M-RoPE: image tokens shift the text positions (3D path taken)
+    hf = generate_topk(model, dict(batch), trie, num_beams=10, top_k=10, prompt_len=width, backend="hf")
     assert_same_beams(ours, hf)
