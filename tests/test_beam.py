@@ -229,3 +229,24 @@ def test_matches_hf_tiny_qwen25vl_checkpoint_with_images(tiny):
     assert (model.model.rope_deltas != 0).all()  # M-RoPE: image tokens shift the text positions (3D path taken)
     hf = generate_topk(model, dict(batch), trie, num_beams=10, top_k=10, prompt_len=width, backend="hf")
     assert_same_beams(ours, hf)
+
+
+def test_length_penalty_scores_like_hf_finished_beams():
+    """HF divides a finished beam's summed log-probs by (generated length) ** length_penalty; every answer is L
+    item tokens + EOS, so HF's sequences_scores with length_penalty=1.0 are the per-token means."""
+    from transformers import LogitsProcessorList
+
+    from mmgenrec.evaluate.trie import TrieLogitsProcessor, constrained_generation_config
+
+    rng = random.Random(12)
+    model = qwen2(seed=4)
+    trie = ItemTrie(random_items(rng, 3, 300, 3, 60), eos_token_id=EOS, pad_token_id=PAD)
+    batch = left_padded(rng, 300, 2, 6)
+    config = constrained_generation_config(num_beams=6, max_new_tokens=trie.depth + 1, eos_token_id=EOS,
+                                           pad_token_id=PAD)
+    config.length_penalty = 1.0
+    out = model.generate(**batch, generation_config=config,
+                         logits_processor=LogitsProcessorList([TrieLogitsProcessor(trie, 6)]))
+    ours = trie_beam_search(model, batch, trie, num_beams=6, length_penalty=1.0)
+    torch.testing.assert_close(ours.scores.reshape(-1), out.sequences_scores, atol=TOL, rtol=0)
+    assert torch.equal(ours.tokens.reshape(12, -1), out.sequences[:, 6:6 + trie.depth])
