@@ -30,6 +30,7 @@ then ``+1`` per generated token. No Python loop over beams or allowed tokens: a 
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -37,7 +38,9 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from mmgenrec.evaluate.trie import ItemTrie
 
-__all__ = ["BeamResult", "trie_beam_search"]
+log = logging.getLogger(__name__)
+
+__all__ = ["BeamResult", "topk_items", "trie_beam_search"]
 
 
 @dataclass
@@ -185,3 +188,24 @@ def trie_beam_search(model, batch: dict, trie: ItemTrie, *, num_beams: int, leng
     final, order = final.sort(dim=1, descending=True, stable=True)
     tokens = generated.gather(1, order.unsqueeze(2).expand(-1, -1, depth))
     return BeamResult(tokens=tokens, scores=final)
+
+
+def topk_items(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: int, return_scores: bool = True,
+               decoder_start_token_id: int | None = None) -> tuple[list[list[int]], list[list[float]], int]:
+    """:func:`~mmgenrec.evaluate.trie.generate_topk`'s result, ``(ranked, scores, n_invalid)``, from
+    :func:`trie_beam_search`: per user the ``top_k`` best items (trie indices) and their scores; every beam is an
+    item, so ``n_invalid`` is 0 (a slot without a beam, when fewer items than beams exist, is not returned)."""
+    result = trie_beam_search(model, batch, trie, num_beams=num_beams, length_penalty=0.0,
+                              decoder_start_token_id=decoder_start_token_id)
+    rows = result.tokens.cpu().tolist()
+    exists = torch.isfinite(result.scores).cpu().tolist()
+    beam_scores = result.scores.cpu().tolist()
+    ranked, scores = [], []
+    for b, (user_rows, user_exists) in enumerate(zip(rows, exists)):
+        items = [trie.item_of(r) for r, ok in zip(user_rows, user_exists) if ok][:top_k]
+        if len(items) < top_k:
+            log.warning("example %d: only %d distinct valid items among %d beams (top_k=%d)", b, len(items),
+                        num_beams, top_k)
+        ranked.append(items)
+        scores.append(beam_scores[b][:len(items)] if return_scores else [])
+    return ranked, scores, 0

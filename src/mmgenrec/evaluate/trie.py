@@ -428,8 +428,11 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
             raise ValueError("logits_processor applies to backend='hf' only")
         if eos_token_id != trie.eos_token_id:
             raise ValueError(f"eos_token_id={eos_token_id} differs from the trie's {trie.eos_token_id}")
-        return _topk_trie_beam(model, batch, trie, num_beams=num_beams, top_k=top_k, return_scores=return_scores,
-                               is_enc_dec=is_enc_dec)
+        from mmgenrec.evaluate.beam import topk_items
+
+        return topk_items(_hf_model(model), batch, trie, num_beams=num_beams, top_k=top_k,
+                          return_scores=return_scores,
+                          decoder_start_token_id=_decoder_start_token_id(model) if is_enc_dec else None)
     if backend != "hf":
         raise ValueError(f"backend must be 'auto', 'trie_beam' or 'hf', got {backend!r}")
     if logits_processor is None:
@@ -475,24 +478,3 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
         scores.append(item_scores)
     return ranked, scores, n_invalid
 
-
-def _topk_trie_beam(model, batch, trie, *, num_beams, top_k, return_scores, is_enc_dec):
-    """generate_topk's result from :func:`~mmgenrec.evaluate.beam.trie_beam_search` (same structure as HF's)."""
-    from mmgenrec.evaluate.beam import trie_beam_search
-
-    start = _decoder_start_token_id(model) if is_enc_dec else None
-    result = trie_beam_search(_hf_model(model), batch, trie, num_beams=num_beams, length_penalty=0.0,
-                              decoder_start_token_id=start)
-    rows = result.tokens.cpu().tolist()
-    beam_scores = result.scores.cpu()
-    exists = torch.isfinite(beam_scores).tolist()
-    beam_scores = beam_scores.tolist()
-    ranked, scores = [], []
-    for b, (user_rows, user_exists) in enumerate(zip(rows, exists)):
-        items = [trie._item[tuple(r)] for r, ok in zip(user_rows, user_exists) if ok][:top_k]
-        if len(items) < top_k:
-            log.warning("example %d: only %d distinct valid items among %d beams (top_k=%d)", b, len(items),
-                        num_beams, top_k)
-        ranked.append(items)
-        scores.append(beam_scores[b][:len(items)] if return_scores else [])
-    return ranked, scores, 0
