@@ -22,7 +22,9 @@ with the boolean allowed mask, without materialising that ``[n_beams, vocab]`` m
 writes identical values to duplicate indices and stays deterministic. In place is safe inside ``generate``: beam
 search hands the processors a fresh ``log_softmax`` tensor (greedy/sampling a fresh copy of the logits).
 
-:func:`generate_topk` runs beam search with a GenerationConfig built from scratch, so nothing from the model's own
+:func:`generate_topk` by default runs :func:`mmgenrec.evaluate.beam.trie_beam_search` (one prefill per prompt, beams
+over the trie's allowed tokens; same items and scores). With ``backend="hf"`` (the reference) it runs HF beam
+search with a GenerationConfig built from scratch, so nothing from the model's own
 ``generation_config`` (Qwen ships ``do_sample=True``, ``top_k``, ``top_p``, ``temperature``,
 ``repetition_penalty``) leaks into ranking: transformers fills every ``None`` field of a passed config from
 ``model.generation_config``, so the fresh config sets every penalty explicitly to its neutral value, and for the
