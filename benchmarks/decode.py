@@ -1,195 +1,209 @@
-"""Constrained decoding cost: vectorised TrieLogitsProcessor vs the Python reference, at the real sizes.
+"""Constrained decoding end to end: users/s of three ways to rank items with trie-constrained beam search.
 
-Not a test. Real-size setting by default: vocab 152064 (Qwen2.5-VL), 10000 items x 4 levels x 256 codes (the item
-tokens are the last 1024 rows, like added tokens), 20 beams x batch 8 = 160 score rows per step.
+Not a test. Same random-init Qwen2 decoder (Qwen2.5-3B's proportions: hidden 2048, 16 heads, 2 KV heads,
+intermediate 11008, vocab 152064, tied embeddings; ``--layers`` reduces the depth) and the same users for
 
-Part 1, masking cost per beam-search step (0..4 generated tokens). Each repeat copies the same log-softmax scores
-into a preallocated buffer (as ``generate`` hands the processor a fresh log_softmax tensor), then times one call of
+* (a) HF ``generate`` + ``prefix_allowed_tokens_fn`` (HF's ``PrefixConstrainedLogitsProcessor`` around the
+  Python dict trie: the original study's way),
+* (b) HF ``generate`` + our vectorised ``TrieLogitsProcessor``,
+* (c) :func:`mmgenrec.evaluate.beam.trie_beam_search` (one prefill per prompt, beams over the trie),
 
-* reference: HF ``PrefixConstrainedLogitsProcessor`` + the Python dict trie (what ``prefix_allowed_tokens_fn`` does),
-* vectorised: :class:`TrieLogitsProcessor` (one prefix-key ``searchsorted``, CSR gather, in-place fill + scatter).
+all through ``generate_topk(..., return_scores=False)`` as ``evaluate_seqrec`` calls it, timed interleaved batch by
+batch (a, b, c / b, c, a / ...); the ranked top-k lists must be identical (asserted). On the CPU the times are the
+process's CPU seconds (``time.process_time``; run with ``--threads 1``), which other jobs on a shared machine do not
+inflate; on a GPU wall seconds after ``cuda.synchronize``.
 
-The two are timed interleaved (reference, vectorised, reference, ...) so machine load hits both alike, and their
-outputs must be bit-identical (asserted).
+Prompts are synthetic token ids shaped like the seqrec prompt: ~30 template tokens (random per user, so widths and
+left padding differ), then per history item its 4 ID tokens + a separator, then ~10 tokens of the assistant
+header. Items: ``--items`` random 4-level IDs over 256 codes per level; the ID tokens are the last 1024 vocabulary
+rows (like added tokens).
 
-Part 2, end to end: users/s of :func:`generate_topk` on a random-init Qwen2 decoder with the real vocabulary
-(small hidden size, so the constraint is a visible share), once with each processor; the ranked items must be
-identical and the scores equal to 1e-5 (asserted). ``--e2e-hidden/--e2e-layers`` make the model bigger.
+Then the scaling curves: (a) and (c) only, one factor at a time around the base point (history, beams, catalogue).
 
-    PYTHONPATH=src python benchmarks/decode.py [--repeats 21] [--threads 1] [--users 48]
-
-Use ``--threads 1`` on a shared CPU: with 2 OpenMP threads on an overloaded machine every parallel op pays
-milliseconds of thread synchronisation, which swamps both methods' real cost.
+    PYTHONPATH=src python benchmarks/decode.py --threads 1 --layers 2 --users 4 --batch 2 --curve-users 2
+    PYTHONPATH=src python benchmarks/decode.py --device cuda --layers 36 --users 64 --batch 16 --curve-users 32
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
-import statistics
 import time
 
 import numpy as np
 import torch
 from transformers.generation.logits_process import PrefixConstrainedLogitsProcessor
 
-from mmgenrec.evaluate.trie import ItemTrie, TrieLogitsProcessor, generate_topk, reference_prefix_allowed_tokens_fn
+from mmgenrec.evaluate.trie import ItemTrie, generate_topk, reference_prefix_allowed_tokens_fn
+
+LEVELS, CODES = 4, 256
 
 
-def make_items(rng, vocab, n_items, levels, codes):
-    first = vocab - levels * codes  # item tokens are the last rows, like added tokens
+def make_items(rng, vocab, n_items):
+    first = vocab - LEVELS * CODES
     tuples = set()
     while len(tuples) < n_items:
-        tuples.add(tuple(int(c) for c in rng.integers(0, codes, levels)))
-    seqs = [[first + lvl * codes + c for lvl, c in enumerate(t)] for t in sorted(tuples)]
-    return seqs, first
+        tuples.update(tuple(int(c) for c in row) for row in rng.integers(0, CODES, (n_items - len(tuples), LEVELS)))
+    return [[first + lvl * CODES + c for lvl, c in enumerate(t)] for t in sorted(tuples)], first
+
+
+def make_batches(rng, seqs, first, n_users, batch, history, pad, device):
+    sep = first - 30
+    rows = []
+    for _ in range(n_users):
+        head = rng.integers(100, first - 200, int(rng.integers(25, 36))).tolist()
+        hist = [tok for i in rng.integers(0, len(seqs), history) for tok in (*seqs[i], sep)]
+        rows.append(head + hist + rng.integers(100, first - 200, 10).tolist())
+    out = []
+    for start in range(0, n_users, batch):
+        chunk = rows[start:start + batch]
+        width = max(map(len, chunk))
+        ids = torch.full((len(chunk), width), pad)
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for b, r in enumerate(chunk):  # left padding
+            ids[b, width - len(r):], mask[b, width - len(r):] = torch.tensor(r), 1
+        out.append({"input_ids": ids.to(device), "attention_mask": mask.to(device)})
+    return out, float(np.mean([len(r) for r in rows]))
+
+
+def build_model(args, eos, pad):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
+                      num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                      num_key_value_heads=args.kv_heads, max_position_embeddings=4096, pad_token_id=pad,
+                      eos_token_id=eos, bos_token_id=pad, tie_word_embeddings=True)
+    dev = torch.device(args.device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    return Qwen2ForCausalLM(cfg).eval().to(dev, dtype)
 
 
 def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
-def masking(args, rng, seqs, first, eos, pad):
-    dev = torch.device(args.device)
-    t0 = time.perf_counter()
-    trie = ItemTrie(seqs, eos_token_id=eos, pad_token_id=pad).to(dev)
-    compile_s = time.perf_counter() - t0
-    rows = args.beams * args.batch
-    reference = PrefixConstrainedLogitsProcessor(
-        reference_prefix_allowed_tokens_fn(seqs, args.prompt_len, eos, pad), num_beams=args.beams)
-    vectorised = TrieLogitsProcessor(trie, args.prompt_len)
-    print(f"## Masking cost per step\n\nvocab {args.vocab}, {len(seqs)} items x {args.levels} levels x {args.codes} "
-          f"codes ({trie.n_nodes} trie nodes, compiled in {compile_s:.2f} s), {args.beams} beams x batch "
-          f"{args.batch} = {rows} rows, median of {args.repeats} interleaved repeats\n")
-    print("| generated tokens | reference ms/step | vectorised ms/step | reference / vectorised |")
-    print("|---|---:|---:|---:|")
-    buf = torch.empty(rows, args.vocab, device=dev)
-    tot_ref = tot_vec = 0.0
-    for g in range(args.levels + 1):
-        picks = rng.integers(0, len(seqs), rows)
-        full = [seqs[i] + [eos] for i in picks]
-        generated = torch.tensor([f[:g] for f in full], dtype=torch.long).reshape(rows, g)
-        input_ids = torch.cat([torch.randint(0, first, (rows, args.prompt_len)), generated], dim=1).to(dev)
-        base = torch.log_softmax(torch.randn(rows, args.vocab), dim=-1).to(dev)
-        times = {"ref": [], "vec": []}
-        for _ in range(args.repeats):
-            for name, fn in (("ref", reference), ("vec", vectorised)):
-                buf.copy_(base)
-                _sync(dev)
-                t0 = time.perf_counter()
-                fn(input_ids, buf)
-                _sync(dev)
-                times[name].append(time.perf_counter() - t0)
-        expected = reference(input_ids, base.clone())
-        assert torch.equal(expected, vectorised(input_ids, base.clone())), f"outputs differ at step {g}"
-        t_ref, t_vec = (1000 * statistics.median(times[k]) for k in ("ref", "vec"))
-        tot_ref, tot_vec = tot_ref + t_ref, tot_vec + t_vec
-        print(f"| {g} | {t_ref:.1f} | {t_vec:.2f} | {t_ref / t_vec:.1f}x |")
-    print(f"| **all {args.levels + 1} steps** | **{tot_ref:.1f}** | **{tot_vec:.2f}** | **{tot_ref / tot_vec:.1f}x** |")
-    fill = []
-    for _ in range(args.repeats):
-        buf.copy_(base)
-        _sync(dev)
-        t0 = time.perf_counter()
-        buf.fill_(-float("inf"))
-        _sync(dev)
-        fill.append(time.perf_counter() - t0)
-    print(f"\nFloor: one `fill_(-inf)` over the [{rows}, {args.vocab}] scores takes "
-          f"{1000 * statistics.median(fill):.2f} ms; the vectorised step is that plus the lookup and the gather/scatter.")
+def _clock(device):
+    """CPU: this process's CPU time (1 torch thread: immune to other jobs sharing the cores); GPU: wall time."""
+    return time.perf_counter() if torch.device(device).type == "cuda" else time.process_time()
 
 
-def end_to_end(args, rng, seqs, first, eos, pad):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    dev = torch.device(args.device)
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=args.vocab, hidden_size=args.e2e_hidden,
-                      intermediate_size=args.e2e_intermediate or 2 * args.e2e_hidden,
-                      num_hidden_layers=args.e2e_layers, num_attention_heads=args.e2e_heads,
-                      num_key_value_heads=args.e2e_kv_heads,
-                      max_position_embeddings=512, pad_token_id=pad, eos_token_id=eos, bos_token_id=pad,
-                      tie_word_embeddings=True)
-    model = Qwen2ForCausalLM(cfg).eval().to(dev, torch.bfloat16 if dev.type == "cuda" else torch.float32)
-    n_params = sum(p.numel() for p in model.parameters())
-    trie = ItemTrie(seqs, eos_token_id=eos, pad_token_id=pad).to(dev)
-    batches = []
-    for _ in range(0, args.users, args.batch):
-        ids = torch.randint(0, first - 100, (args.batch, args.prompt_len))
-        mask = torch.ones_like(ids)
-        for b in range(args.batch):  # left padding of random width
-            n_pad = int(rng.integers(0, args.prompt_len // 2))
-            ids[b, :n_pad], mask[b, :n_pad] = pad, 0
-        batches.append({"input_ids": ids.to(dev), "attention_mask": mask.to(dev)})
-
-    def run(kind):
-        ranked, scores = [], []
-        _sync(dev)
-        t0 = time.perf_counter()
-        for batch in batches:
-            proc = [] if kind == "none" else None
-            if kind == "reference":
-                proc = PrefixConstrainedLogitsProcessor(
-                    reference_prefix_allowed_tokens_fn(trie, args.prompt_len), num_beams=args.beams)
-            r, s, n_invalid = generate_topk(model, batch, trie, num_beams=args.beams, top_k=10,
-                                            prompt_len=args.prompt_len, logits_processor=proc)
-            assert n_invalid == 0 or kind == "none"
-            ranked += r
-            scores += s
-        _sync(dev)
-        return time.perf_counter() - t0, ranked, scores
-
-    logging.getLogger("mmgenrec.evaluate.trie").setLevel(logging.ERROR)  # unconstrained: "no valid items" warnings
-    run("vectorised")  # warm-up
-    results = {kind: run(kind) for kind in ("none", "reference", "vectorised")}
-    (t_ref, r_ref, s_ref), (t_vec, r_vec, s_vec) = results["reference"], results["vectorised"]
-    assert r_ref == r_vec, "ranked items differ"
-    assert all(len(set(r)) == len(r) == 10 for r in r_vec)
-    np.testing.assert_allclose(np.array(s_ref), np.array(s_vec), atol=1e-5, rtol=0)
-    print(f"\n## End to end\n\n`generate_topk` on a random-init Qwen2 decoder ({n_params / 1e6:.1f} M params: vocab "
-          f"{args.vocab}, hidden {args.e2e_hidden}, {args.e2e_layers} layers, tied embeddings), {args.users} users "
-          f"in batches of {args.batch}, prompt {args.prompt_len} tokens (random left padding), {args.beams} beams, "
-          f"top 10; identical ranked items and scores (1e-5) asserted\n")
-    t_none = results["none"][0]
-    print("| constraint | seconds | users/s | constraint overhead s (vs none) |")
-    print("|---|---:|---:|---:|")
-    for name, t in (("none (unconstrained: model + beam search only)", t_none),
-                    ("reference (prefix_allowed_tokens_fn)", t_ref), ("vectorised (TrieLogitsProcessor)", t_vec)):
-        print(f"| {name} | {t:.2f} | {args.users / t:.2f} | {t - t_none:+.2f} |")
-    print(f"| **reference / vectorised** | **{t_ref / t_vec:.2f}x** | | "
-          f"**{(t_ref - t_none) / max(t_vec - t_none, 1e-9):.1f}x** |")
+def run_methods(model, trie, batches, methods, num_beams, top_k, device):
+    """Interleaved timing; returns {method: (seconds, ranked lists)}."""
+    seconds = {m: 0.0 for m in methods}
+    ranked = {m: [] for m in methods}
+    for i, batch in enumerate(batches):
+        order = methods[i % len(methods):] + methods[:i % len(methods)]
+        for m in order:
+            width = batch["input_ids"].shape[1]
+            kw = {"backend": "trie_beam"} if m == "c" else {"backend": "hf"}
+            if m == "a":
+                kw["logits_processor"] = PrefixConstrainedLogitsProcessor(
+                    reference_prefix_allowed_tokens_fn(trie, width), num_beams=num_beams)
+            _sync(device)
+            t0 = _clock(device)
+            r, _, n_invalid = generate_topk(model, batch, trie, num_beams=num_beams, top_k=top_k, prompt_len=width,
+                                            return_scores=False, **kw)
+            _sync(device)
+            seconds[m] += _clock(device) - t0
+            assert n_invalid == 0, (m, n_invalid)
+            ranked[m] += r
+    for m in methods[1:]:
+        same = sum(x == y for x, y in zip(ranked[methods[0]], ranked[m]))
+        assert same == len(ranked[m]), f"rankings of {m} and {methods[0]} differ for {len(ranked[m]) - same} users"
+    return {m: (seconds[m], ranked[m]) for m in methods}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vocab", type=int, default=152064)
+    ap.add_argument("--hidden", type=int, default=2048)
+    ap.add_argument("--intermediate", type=int, default=11008)
+    ap.add_argument("--heads", type=int, default=16)
+    ap.add_argument("--kv-heads", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=2, help="Qwen2.5-3B has 36")
     ap.add_argument("--items", type=int, default=10000)
-    ap.add_argument("--levels", type=int, default=4)
-    ap.add_argument("--codes", type=int, default=256)
+    ap.add_argument("--history", type=int, default=20)
     ap.add_argument("--beams", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--prompt-len", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=15)
-    ap.add_argument("--users", type=int, default=32, help="end-to-end users (0 skips part 2)")
-    ap.add_argument("--e2e-hidden", type=int, default=64)
-    ap.add_argument("--e2e-layers", type=int, default=2)
-    ap.add_argument("--e2e-heads", type=int, default=4)
-    ap.add_argument("--e2e-kv-heads", type=int, default=2)
-    ap.add_argument("--e2e-intermediate", type=int, default=0, help="0: 2 x hidden")
+    ap.add_argument("--top-k", type=int, default=10)
+    ap.add_argument("--users", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--curve-users", type=int, default=2, help="users per scaling point (0: no curves)")
+    ap.add_argument("--methods", default="abc", help="methods of the main comparison (a, b, c; a and c required)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (bf16 model on cuda)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--out", default=None, help="write the raw figures as JSON here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    logging.getLogger("mmgenrec.evaluate.trie").setLevel(logging.ERROR)
     rng = np.random.default_rng(0)
-    seqs, first = make_items(rng, args.vocab, args.items, args.levels, args.codes)
+    first = args.vocab - LEVELS * CODES
     eos, pad = first - 20, first - 22
+    t0 = time.perf_counter()
+    model = build_model(args, eos, pad)
+    n_params = sum(p.numel() for p in model.parameters())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"device {args.device}\n")
-    masking(args, rng, seqs, first, eos, pad)
-    if args.users:
-        end_to_end(args, rng, seqs, first, eos, pad)
+          f"device {args.device}; model {n_params / 1e6:.0f} M params (vocab {args.vocab}, hidden {args.hidden}, "
+          f"{args.layers} layers, intermediate {args.intermediate}, {args.heads}/{args.kv_heads} heads), built in "
+          f"{time.perf_counter() - t0:.1f} s\n")
+    tries = {}
+
+    def trie_for(n_items):
+        if n_items not in tries:
+            seqs, _ = make_items(np.random.default_rng(n_items), args.vocab, n_items)
+            tries[n_items] = ItemTrie(seqs, eos_token_id=eos, pad_token_id=pad).to(args.device)
+        return tries[n_items]
+
+    # warm-up (allocator, kernels) on one user, not timed
+    warm, _ = make_batches(rng, trie_for(args.items).seqs, first, 1, 1, 2, pad, args.device)
+    run_methods(model, trie_for(args.items), warm, ["a", "b", "c"], args.beams, args.top_k, args.device)
+
+    record = {"args": vars(args), "n_params": n_params}
+    batches, mean_len = make_batches(rng, trie_for(args.items).seqs, first, args.users, args.batch, args.history, pad,
+                                     args.device)
+    methods = [m for m in "abc" if m in args.methods]
+    res = run_methods(model, trie_for(args.items), batches, methods, args.beams, args.top_k, args.device)
+    t = {m: res[m][0] for m in res}
+    record["main"] = {"mean_prompt_tokens": mean_len, "seconds": t}
+    print(f"end to end: {t['a'] / t['c']:.1f}x vs prefix_allowed_tokens_fn ({args.users} users in batches of "
+          f"{args.batch}, {args.history}-item "
+          f"history = {mean_len:.0f} prompt tokens, {args.beams} beams, {args.items} items, hidden {args.hidden}, "
+          f"{args.layers} layers, vocab {args.vocab}, {args.device}); identical rankings\n")
+    print("| method | seconds | users/s | vs (a) |")
+    print("|---|---:|---:|---:|")
+    for m, name in (("a", "(a) HF generate + prefix_allowed_tokens_fn"), ("b", "(b) HF generate + TrieLogitsProcessor"),
+                    ("c", "(c) trie_beam_search")):
+        if m not in t:
+            continue
+        print(f"| {name} | {t[m]:.2f} | {args.users / t[m]:.3f} | {t['a'] / t[m]:.2f}x |")
+
+    if args.curve_users:
+        points = [("history", h, dict(history=h)) for h in (5, 50)]
+        points += [("beams", b, dict(beams=b)) for b in (10, 50)]
+        points += [("items", n, dict(items=n)) for n in (1000, 100000)]
+        print(f"\n## Scaling ({args.curve_users} users per point, batch {args.batch}; (a) and (c) interleaved; base "
+              f"point {args.history}-item history, {args.beams} beams, {args.items} items)\n")
+        print("| varied | value | prompt tokens | (a) s/user | (c) s/user | (a) / (c) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        print(f"| (base, from above) | | {mean_len:.0f} | {t['a'] / args.users:.2f} | {t['c'] / args.users:.2f} | "
+              f"{t['a'] / t['c']:.1f}x |")
+        record["curves"] = []
+        for name, value, change in points:
+            p = {"history": args.history, "beams": args.beams, "items": args.items, **change}
+            trie = trie_for(p["items"])
+            batches, mean_len = make_batches(rng, trie.seqs, first, args.curve_users, args.batch, p["history"], pad,
+                                             args.device)
+            res = run_methods(model, trie, batches, ["a", "c"], p["beams"], min(args.top_k, p["beams"]), args.device)
+            ta, tc = (res[m][0] / args.curve_users for m in ("a", "c"))
+            record["curves"].append({**p, "mean_prompt_tokens": mean_len, "a_s_per_user": ta, "c_s_per_user": tc})
+            print(f"| {name} | {value} | {mean_len:.0f} | {ta:.2f} | {tc:.2f} | {ta / tc:.1f}x |", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -50,3 +50,38 @@ def test_item_trie_with_collisions_and_expand():
     assert expand([shared, other], entries, 2) == [0, 2]
     with pytest.raises(Exception, match="missing from the model's tokenizer"):
         item_trie({0: ["<a_9>", "<b_0>"]}, tok)
+
+
+def test_evaluate_seqrec_same_metrics_with_either_decoder(tiny, tmp_path, one_torch_thread):
+    """The demo's evaluate job on a briefly finetuned tiny Qwen2.5-VL: the trie beam search (default) and HF
+    generate + the trie processor give the same per-user top-k lists and metrics (3-level ids with collisions,
+    more beams than items under a prefix)."""
+    import random
+
+    from mmgenrec.evaluate.seqrec import evaluate_seqrec
+    from mmgenrec.finetune.train import finetune_seqrec
+
+    rng = random.Random(0)
+    levels, k = 3, 4
+    tokens = [f"<{chr(97 + lv)}_{c}>" for lv in range(levels) for c in range(k)]
+    codes = rng.sample([(a, b, c) for a in range(k) for b in range(k) for c in range(k)], 24)
+    codes[5] = codes[4]  # a collision: items 4 and 5 share one id
+    index = {str(i): [f"<a_{a}>", f"<b_{b}>", f"<c_{c}>"] for i, (a, b, c) in enumerate(codes)}
+    inter = {str(u): [(u + 3 * t) % 24 for t in range(6)] for u in range(20)}
+    (tmp_path / "index.json").write_text(json.dumps(index))
+    (tmp_path / "inter.json").write_text(json.dumps(inter))
+    adapter = tmp_path / "model"
+    finetune_seqrec(tiny, tmp_path / "inter.json", tmp_path / "index.json", adapter, all_tokens=tokens, epochs=1,
+                    batch_size=8, lr=5e-3, device="cpu")
+    out = {}
+    for decoder in ("hf", "trie_beam"):
+        metrics = evaluate_seqrec(tiny, adapter, tmp_path / "inter.json", tmp_path / "index.json",
+                                  tmp_path / f"{decoder}.json", tmp_path / f"{decoder}.jsonl", num_beams=12,
+                                  top_k=10, batch_size=7, template_ids=(0, 1), device="cpu", decoder=decoder)
+        out[decoder] = metrics, (tmp_path / f"{decoder}.jsonl").read_text()
+    (hf, hf_topk), (ours, ours_topk) = out["hf"], out["trie_beam"]
+    assert ours_topk == hf_topk
+    assert ours["decoder"] == "trie_beam" and hf["decoder"] == "hf"
+    timing = {"seconds", "users_per_second", "decoder"}
+    assert {m: v for m, v in ours.items() if m not in timing} == {m: v for m, v in hf.items() if m not in timing}
+    assert ours["n_users"] == 20 and ours["invalid_beam_fraction"] == 0.0

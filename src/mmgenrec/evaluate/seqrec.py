@@ -124,8 +124,13 @@ def evaluate_seqrec(
     exclude_history: bool = False,
     device: str = "auto",
     dtype: str = "auto",
+    decoder: str = "trie_beam",
 ) -> dict:
-    """Decode every ``split`` user once per template in ``template_ids`` and write the metrics files."""
+    """Decode every ``split`` user once per template in ``template_ids`` and write the metrics files.
+
+    ``decoder``: ``trie_beam`` (one prefill per prompt, beams over the trie: :mod:`mmgenrec.evaluate.beam`) or
+    ``hf`` (HF ``generate`` beam search + the trie processor, the reference); same items and scores.
+    """
     from mmgenrec.models.loading import load_finetuned
 
     t0 = time.time()
@@ -166,13 +171,14 @@ def evaluate_seqrec(
             # with history exclusion every distinct beam is kept: the filter runs before the top_k cut
             keep = min(num_beams if exclude_history else top_k, len(trie))
             ranked, _, invalid = generate_topk(model, dict(batch), trie, num_beams=num_beams, top_k=keep,
-                                               prompt_len=batch["input_ids"].shape[1], return_scores=False)
+                                               prompt_len=batch["input_ids"].shape[1], return_scores=False,
+                                               backend=decoder)
             n_invalid += invalid
             n_beams += num_beams * len(chunk)
             lists += [expand(r, entry_items, num_beams if exclude_history else top_k) for r in ranked]
         topk_by_template[str(tid)] = lists
     decode_s = time.time() - t_decode
-    summary = {"method": method, "num_beams": num_beams,
+    summary = {"method": method, "num_beams": num_beams, "decoder": decoder,
                "invalid_beam_fraction": n_invalid / max(n_beams, 1), "n_invalid_beams": n_invalid,
                "n_distinct_ids": len(trie), "id_levels": trie.depth,
                "users_per_second": round(len(examples) * len(template_ids) / max(decode_s, 1e-9), 3),

@@ -22,7 +22,9 @@ with the boolean allowed mask, without materialising that ``[n_beams, vocab]`` m
 writes identical values to duplicate indices and stays deterministic. In place is safe inside ``generate``: beam
 search hands the processors a fresh ``log_softmax`` tensor (greedy/sampling a fresh copy of the logits).
 
-:func:`generate_topk` runs beam search with a GenerationConfig built from scratch, so nothing from the model's own
+:func:`generate_topk` by default runs :func:`mmgenrec.evaluate.beam.trie_beam_search` (one prefill per prompt, beams
+over the trie's allowed tokens; same items and scores). With ``backend="hf"`` (the reference) it runs HF beam
+search with a GenerationConfig built from scratch, so nothing from the model's own
 ``generation_config`` (Qwen ships ``do_sample=True``, ``top_k``, ``top_p``, ``temperature``,
 ``repetition_penalty``) leaks into ranking: transformers fills every ``None`` field of a passed config from
 ``model.generation_config``, so the fresh config sets every penalty explicitly to its neutral value, and for the
@@ -244,14 +246,22 @@ class ItemTrie:
             node = torch.where(hit, self.edge_child[pos], self.dead_node)
         return node
 
-    def allowed_tokens(self, generated: torch.Tensor) -> torch.Tensor:
-        """[n, width] allowed next-token ids per row (a row's last allowed token repeats as padding)."""
+    def allowed_block(self, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """([n, width] allowed next-token ids, [n, width] bool: slot is real, not padding) per row of ``generated``.
+
+        A row's last allowed token repeats as padding, so every slot holds a token that keeps the row in the trie.
+        """
         node = self.nodes(generated)
         width = self.width(generated.shape[1])
         start = self.node_start[node]
-        last = self.node_count[node] - 1
-        offs = torch.minimum(self._arange[:width].unsqueeze(0), last.unsqueeze(1))
-        return self.node_tokens[start.unsqueeze(1) + offs]
+        count = self.node_count[node].unsqueeze(1)
+        slots = self._arange[:width].unsqueeze(0)
+        offs = torch.minimum(slots, count - 1)
+        return self.node_tokens[start.unsqueeze(1) + offs], slots < count
+
+    def allowed_tokens(self, generated: torch.Tensor) -> torch.Tensor:
+        """[n, width] allowed next-token ids per row (a row's last allowed token repeats as padding)."""
+        return self.allowed_block(generated)[0]
 
 
 class TrieLogitsProcessor(LogitsProcessor):
@@ -378,9 +388,15 @@ def _decoder_start_token_id(model) -> int | None:
 
 def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: int, prompt_len: int | None = None,
                   eos_token_id: int | None = None, pad_token_id: int | None = None,
-                  logits_processor=None, return_scores: bool = True
+                  logits_processor=None, return_scores: bool = True, backend: str = "auto"
                   ) -> tuple[list[list[int]], list[list[float]], int]:
     """Constrained beam search; per example the ``top_k`` best distinct item ids and their sequence scores.
+
+    ``backend``: ``"trie_beam"`` runs :func:`mmgenrec.evaluate.beam.trie_beam_search` (every prompt's prefill
+    once, top beams among the trie's allowed tokens only; same items and scores as HF); ``"hf"`` runs HF
+    ``generate`` with beam search and the trie processor (the reference); ``"auto"`` (default) is ``"trie_beam"``
+    unless a ``logits_processor`` is passed (only HF ``generate`` takes one). With ``"trie_beam"``, a beam slot
+    without an item (fewer items than beams) is simply not returned, never counted invalid.
 
     ``batch`` holds the model inputs (``input_ids``, ``attention_mask`` with LEFT padding for decoder-only models,
     plus e.g. ``pixel_values``). ``prompt_len`` is the padded prompt width for decoder-only models (default:
@@ -407,6 +423,20 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
             prompt_len = batch["input_ids"].shape[1]
     elif not is_enc_dec and "input_ids" in batch and prompt_len != batch["input_ids"].shape[1]:
         raise ValueError(f"prompt_len={prompt_len} but the padded prompt is {batch['input_ids'].shape[1]} wide")
+    if backend == "auto":
+        backend = "hf" if logits_processor is not None else "trie_beam"
+    if backend == "trie_beam":
+        if logits_processor is not None:
+            raise ValueError("logits_processor applies to backend='hf' only")
+        if eos_token_id != trie.eos_token_id:
+            raise ValueError(f"eos_token_id={eos_token_id} differs from the trie's {trie.eos_token_id}")
+        from mmgenrec.evaluate.beam import topk_items
+
+        return topk_items(_hf_model(model), batch, trie, num_beams=num_beams, top_k=top_k,
+                          return_scores=return_scores,
+                          decoder_start_token_id=_decoder_start_token_id(model) if is_enc_dec else None)
+    if backend != "hf":
+        raise ValueError(f"backend must be 'auto', 'trie_beam' or 'hf', got {backend!r}")
     if logits_processor is None:
         logits_processor = [TrieLogitsProcessor(trie, prompt_len)]
     elif not isinstance(logits_processor, list | tuple):
@@ -449,3 +479,4 @@ def generate_topk(model, batch: dict, trie: ItemTrie, *, num_beams: int, top_k: 
         ranked.append(items)
         scores.append(item_scores)
     return ranked, scores, n_invalid
+
