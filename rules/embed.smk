@@ -65,8 +65,8 @@ if "text_encoder" in config:
             npy="results/{category}/embed/lm_text.npy",
             meta="results/{category}/embed/lm_text.json",
         params:
-            cfg=canonical({k: config["text_encoder"][k] for k in
-                           ("batch_size", "max_text_chars", "fields", "device", "dtype") if k in config["text_encoder"]}),
+            cfg=canonical({k: v for k, v in config["text_encoder"].items()
+                           if k in ("batch_size", "max_text_chars", "fields", "device", "dtype")}),
         threads: rule_resources("embed", "threads", 2)
         resources:
             gpu=rule_resources("embed", "gpu", 1),

@@ -7,6 +7,14 @@ def lm_model(wildcards):
     return method_spec(wildcards.method)["model"]["path"]
 
 
+# decoding-only keys: editing them reruns evaluate_lm, not finetune_lm
+LM_DECODE_KEYS = ("num_beams", "eval_batch_size", "template_ids")
+
+
+def lm_train_params(wildcards):
+    return {k: v for k, v in method_params(wildcards).items() if k not in LM_DECODE_KEYS}
+
+
 def lm_codebook_size(wildcards):
     return idset_codebook_size(wildcards.category, method_idset(wildcards.method))
 
@@ -22,8 +30,7 @@ rule finetune_lm:
     wildcard_constraints:
         method=alternatives(methods_of_kind("lm_genrec")),
     params:
-        cfg=method_params,
-        evaluation=eval_params,
+        cfg=lm_train_params,
         codebook_size=lm_codebook_size,
         checkpoints="results/{category}/{method}/checkpoints",  # beside the output: survives a failed job
     threads: rule_resources("finetune", "threads", 2)

@@ -64,7 +64,7 @@ def item_fields(items: dict, item_json, fields: list[str], max_text_chars: int) 
     for i in ids:
         texts = [t for t in (_as_text(items[i].get(f))[:max_text_chars].strip() for f in fields) if t]
         if not texts:
-            raise InputError(f"{item_json}: item {i} has none of the fields {list(fields)} (the lm_text view needs one)")
+            raise InputError(f"{item_json}: item {i} has none of the fields {list(fields)} (lm_text needs one)")
         out.append(texts)
     return out
 

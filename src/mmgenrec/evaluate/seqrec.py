@@ -141,7 +141,8 @@ def evaluate_seqrec(
     template_ids = [int(t) for t in template_ids]
     if prompt_family is None:
         meta_file = Path(adapter_dir) / "token_meta.json"
-        prompt_family = json.loads(meta_file.read_text()).get("prompt_family", "ours") if meta_file.is_file() else "ours"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        prompt_family = meta.get("prompt_family", "ours")
     n_templates = len(LCREC_TEMPLATES["seqrec"]) if prompt_family == "lcrec" else len(SEQREC_TEMPLATES)
     bad = [t for t in template_ids if not 0 <= t < n_templates]
     if not template_ids or bad:

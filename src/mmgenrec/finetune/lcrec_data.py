@@ -65,7 +65,7 @@ def build_lcrec_examples(
             pool = [(None, i) for i in sorted(index) if _fields(items.get(str(i)), max_chars)["title"]]
         chosen = _sample(rng, pool, float(spec.get("weight", 1.0)))
         for history, target in chosen:
-            f = _fields(items.get(str(target)), max_chars) if items is not None else {"title": None, "description": None}
+            f = _fields((items or {}).get(str(target)), max_chars)
             f["item"] = sid_string(index[target])
             if history is not None:
                 f["inters"] = HIS_SEP.join(sid_string(index[i]) for i in history)

@@ -51,7 +51,8 @@ def lora_config(new_ids: list[int], is_tied: bool, r: int, alpha: int, dropout: 
 
     tokens = list(new_ids) if is_tied else {"embed_tokens": list(new_ids), "lm_head": list(new_ids)}
     return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LM_LORA_TARGET_REGEX if text_lm else LORA_TARGET_REGEX,
+        r=r, lora_alpha=alpha, lora_dropout=dropout,
+        target_modules=LM_LORA_TARGET_REGEX if text_lm else LORA_TARGET_REGEX,
         trainable_token_indices=tokens, task_type="CAUSAL_LM",
     )
 
@@ -223,7 +224,8 @@ def finetune(
     collator = (TextCollator if isinstance(processor, TextProcessor) else MultimodalCollator)(processor, padding_side)
     stage_logs = []
     for k, stage in enumerate(plan):
-        examples = EXAMPLE_BUILDERS[prompt_family](stage["tasks"], index=index, sequences=sequences, items=items, image_dir=image_dir,
+        build = EXAMPLE_BUILDERS[prompt_family]
+        examples = build(stage["tasks"], index=index, sequences=sequences, items=items, image_dir=image_dir,
                                   enriched=enriched, train_items=train_items, max_history=max_history,
                                   max_chars=max_chars, seed=seed + k)
         if not examples:

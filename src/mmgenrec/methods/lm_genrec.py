@@ -45,7 +45,8 @@ def run_evaluate_lm(cfg: Mapping, evaluation: Mapping, *, model_dir, adapter_dir
     model = cfg.get("model", {})
     return evaluate_seqrec(
         model_dir, adapter_dir, inter_json, index_json, metrics_path, topk_path, method=method,
-        num_beams=cfg.get("num_beams", DEFAULTS["num_beams"]), batch_size=cfg.get("eval_batch_size", DEFAULTS["eval_batch_size"]),
+        num_beams=cfg.get("num_beams", DEFAULTS["num_beams"]),
+        batch_size=cfg.get("eval_batch_size", DEFAULTS["eval_batch_size"]),
         max_history=cfg.get("max_history", DEFAULTS["max_history"]),
         template_ids=cfg.get("template_ids", DEFAULTS["template_ids"]), codebook_size=codebook_size,
         device=model.get("device", "auto"), dtype=model.get("dtype", "auto"), prompt_family="lcrec", **evaluation)

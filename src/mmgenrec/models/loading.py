@@ -74,8 +74,8 @@ def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto"):
 
 def load_finetuned(base_dir: str | Path, adapter_dir: str | Path, *, device: str = "auto", dtype: str = "auto",
                    merge: bool = True):
-    """Base model (VLM or text LM) + saved adapter: the tokenizer with the item tokens comes from ``adapter_dir``; the embeddings are
-    resized exactly as at training time (to ``len(tokenizer)``) before the adapter is attached."""
+    """Base model (VLM or text LM) + saved adapter: the tokenizer with the item tokens comes from ``adapter_dir``; the
+    embeddings are resized exactly as at training time (to ``len(tokenizer)``) before the adapter is attached."""
     import json
 
     from peft import PeftModel
