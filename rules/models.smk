@@ -36,6 +36,43 @@ elif config["model"].get("hf_repo"):
             "../workflow/scripts/download_model.py"
 
 
+# The text encoder of the lm_text view (and, in the demo, LC-Rec's base model): a tiny random Qwen2ForCausalLM
+# built from config (text_encoder.build_tiny), or a local copy of a LLaMA-family LLM at text_encoder.path.
+if config.get("text_encoder", {}).get("build_tiny"):
+
+    rule build_tiny_text_lm:
+        output:
+            directory(config["text_encoder"]["path"]),
+        params:
+            tiny=canonical(config["text_encoder"].get("tiny", {})),
+        log:
+            "logs/build_tiny_text_lm/build.log",
+        benchmark:
+            "benchmarks/build_tiny_text_lm/build.tsv"
+        conda:
+            "../envs/torch.yaml"
+        script:
+            "../workflow/scripts/build_tiny_text_lm.py"
+
+elif config.get("text_encoder", {}).get("hf_repo"):
+
+    rule download_text_lm:
+        output:
+            directory(config["text_encoder"]["path"]),
+        params:
+            repo=config["text_encoder"]["hf_repo"],
+            revision=config["text_encoder"].get("revision"),
+        retries: 2
+        log:
+            "logs/download_text_lm/download.log",
+        benchmark:
+            "benchmarks/download_text_lm/download.tsv"
+        conda:
+            "../envs/torch.yaml"
+        script:
+            "../workflow/scripts/download_model.py"
+
+
 # BLIP-2 / InstructBLIP for the text-generation baselines (evaluate.textgen.baselines): tiny random ones built from
 # config for the demo (build_tiny: true), or a Hugging Face snapshot (hf_repo) fetched once into the local path.
 for _name, _spec in config["evaluate"].get("textgen", {}).get("baselines", {}).items():

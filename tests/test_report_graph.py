@@ -46,7 +46,7 @@ def test_real_config_dry_run_plans_every_job_offline(tmp_path):
     n_cat, methods = len(cfg["categories"]), cfg["methods"]
     assert n_cat == 9
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
-    per_category = ["download_raw", "fetch_images", "prepare", "embed", "quantize", "report_category",
+    per_category = ["download_raw", "fetch_images", "prepare", "embed", "report_category",
                     "enrich", "enrich_checks", "enrich_utility", "evaluate_popularity", "evaluate_i2i"]
     for rule in per_category:
         assert int(counts[rule]) == n_cat, (rule, counts)
@@ -55,6 +55,12 @@ def test_real_config_dry_run_plans_every_job_offline(tmp_path):
     assert int(counts["finetune"]) == int(counts["finetune_multistage"]) == int(counts["merge_adapters"]) == n_cat
     assert int(counts["textgen_baseline"]) == n_cat * len(cfg["evaluate"]["textgen"]["baselines"])
     assert counts["download_model"] == counts["summary"] == "1"
+    # one quantize job per category and id set a method uses (rqvae; lcrec's text-view id set)
+    used = {m.get("idset", "rqvae") for m in methods.values() if m["kind"] in ("vlm_genrec", "lm_genrec")}
+    assert int(counts["quantize"]) == n_cat * len(used)
+    lm = [m for m, spec in methods.items() if spec["kind"] == "lm_genrec"]
+    assert int(counts["finetune_lm"]) == int(counts["evaluate_lm"]) == n_cat * len(lm)
+    assert int(counts["embed_lm_text"]) == n_cat and counts["download_text_lm"] == "1"
     assert not list(tmp_path.glob("resources/*")), "a dry-run must not create files"
     print(f"dry-run: {int(counts['total'])} jobs, {wall:.1f} s wall, {cpu:.1f} s CPU")
     assert cpu < 20, f"dry-run used {cpu:.1f} s of CPU"  # CPU time: independent of the load on shared CI runners

@@ -104,7 +104,8 @@ def render(processor, messages: list[dict], answer: str | None = None) -> tuple[
     that the loss covers exactly the answer and its end-of-turn token.
     """
     prompt = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    full = prompt + answer + "<|im_end|>" if answer is not None else prompt
+    end = getattr(processor, "answer_end", "<|im_end|>")  # a text LM's TextProcessor names its own
+    full = prompt + answer + end if answer is not None else prompt
     return prompt, full
 
 

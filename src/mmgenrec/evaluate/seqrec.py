@@ -31,6 +31,8 @@ from mmgenrec.evaluate.metrics import collided_items, collision_groups, per_user
 from mmgenrec.evaluate.trie import ItemTrie, generate_topk
 from mmgenrec.io import InputError, atomic_path, write_json
 from mmgenrec.prompts import SEQREC_TEMPLATES, render, seqrec_messages, sid_string
+from mmgenrec.prompts_lcrec import LCREC_TEMPLATES
+from mmgenrec.prompts_lcrec import seqrec_prompt as lcrec_seqrec_prompt
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,7 @@ def write_results(metrics_path, topk_path, users: Sequence[str], targets: Sequen
     return result
 
 
-def item_trie(index: dict[int, list[str]], tokenizer) -> tuple[ItemTrie, list[list[int]]]:
+def item_trie(index: dict[int, list[str]], tokenizer, eos_token: str = EOS_TOKEN) -> tuple[ItemTrie, list[list[int]]]:
     """The trie over the index's distinct token tuples and, per trie entry, the items it stands for."""
     groups = collision_groups(index)
     vocab = tokenizer.get_vocab()
@@ -87,7 +89,7 @@ def item_trie(index: dict[int, list[str]], tokenizer) -> tuple[ItemTrie, list[li
         raise InputError(f"index tokens missing from the model's tokenizer (e.g. {missing[:5]}): the model was "
                          f"trained on another id set")
     tuples = list(groups)
-    eos = vocab.get(EOS_TOKEN, tokenizer.eos_token_id)
+    eos = vocab.get(eos_token, tokenizer.eos_token_id)
     trie = ItemTrie([[vocab[t] for t in tup] for tup in tuples], eos_token_id=eos, pad_token_id=tokenizer.pad_token_id)
     return trie, [groups[tup] for tup in tuples]
 
@@ -125,21 +127,29 @@ def evaluate_seqrec(
     device: str = "auto",
     dtype: str = "auto",
     decoder: str = "trie_beam",
+    prompt_family: str | None = None,
 ) -> dict:
     """Decode every ``split`` user once per template in ``template_ids`` and write the metrics files.
 
     ``decoder``: ``trie_beam`` (one prefill per prompt, beams over the trie: :mod:`mmgenrec.evaluate.beam`) or
     ``hf`` (HF ``generate`` beam search + the trie processor, the reference); same items and scores.
-    """
+    ``prompt_family`` (``ours`` or ``lcrec``: :mod:`mmgenrec.prompts_lcrec`) chooses the seqrec templates; None
+    takes the one the adapter was trained with (its ``token_meta.json``). The base model may be Qwen2.5-VL or a
+    text-only causal LM (:func:`mmgenrec.models.loading.load_finetuned` picks)."""
     from mmgenrec.models.loading import load_finetuned
 
     t0 = time.time()
     if num_beams < top_k:
         raise ValueError(f"num_beams ({num_beams}) must be >= top_k ({top_k}) to return {top_k} distinct items")
     template_ids = [int(t) for t in template_ids]
-    bad = [t for t in template_ids if not 0 <= t < len(SEQREC_TEMPLATES)]
+    if prompt_family is None:
+        meta_file = Path(adapter_dir) / "token_meta.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        prompt_family = meta.get("prompt_family", "ours")
+    n_templates = len(LCREC_TEMPLATES["seqrec"]) if prompt_family == "lcrec" else len(SEQREC_TEMPLATES)
+    bad = [t for t in template_ids if not 0 <= t < n_templates]
     if not template_ids or bad:
-        raise ValueError(f"template_ids must be non-empty and within 0..{len(SEQREC_TEMPLATES) - 1}, got {template_ids}")
+        raise ValueError(f"template_ids must be non-empty and within 0..{n_templates - 1}, got {template_ids}")
     from mmgenrec.methods.base import Evaluation, read_sequences
 
     evaluation = Evaluation(split=split, top_k=top_k, max_users=max_users, exclude_history=exclude_history)
@@ -154,7 +164,7 @@ def evaluate_seqrec(
     model, processor, _ = load_finetuned(base_dir, adapter_dir, device=device, dtype=dtype)
     tok = processor.tokenizer
     tok.padding_side = "left"
-    trie, entry_items = item_trie(index, tok)
+    trie, entry_items = item_trie(index, tok, getattr(processor, "answer_end", EOS_TOKEN))
     trie.to(model.device)
     log.info("%s: %d items, %d distinct ids x %d tokens; %d users x %d templates", method, len(index), len(trie),
              trie.depth, len(examples), len(template_ids))
@@ -165,8 +175,8 @@ def evaluate_seqrec(
         lists = []
         for start in tqdm(range(0, len(examples), batch_size), desc=f"seqrec {split} template {tid}", unit="batch"):
             chunk = examples[start:start + batch_size]
-            prompts = [render(processor, seqrec_messages([sid_string(index[i]) for i in h], tid))[0]
-                       for _, h, _ in chunk]
+            messages = lcrec_seqrec_prompt if prompt_family == "lcrec" else seqrec_messages
+            prompts = [render(processor, messages([sid_string(index[i]) for i in h], tid))[0] for _, h, _ in chunk]
             batch = processor(text=prompts, padding=True, return_tensors="pt").to(model.device)
             # with history exclusion every distinct beam is kept: the filter runs before the top_k cut
             keep = min(num_beams if exclude_history else top_k, len(trie))
@@ -183,6 +193,8 @@ def evaluate_seqrec(
                "n_distinct_ids": len(trie), "id_levels": trie.depth,
                "users_per_second": round(len(examples) * len(template_ids) / max(decode_s, 1e-9), 3),
                "seconds": round(time.time() - t0, 2)}
+    if prompt_family != "ours":
+        summary["prompt_family"] = prompt_family
     result = evaluation.write(metrics_path, topk_path, full, topk_by_template, summary,
                               collided=collided_items(index))
     log.info("%s %s: %s", method, split, {k: round(v, 4) for k, v in result.items() if k.startswith(("HR", "NDCG"))})

@@ -126,10 +126,12 @@ class MultiTaskDataset(Dataset):
     def __init__(self, processor, examples: list[dict]):
         tok = processor.tokenizer
         self.rows = []
+        end = getattr(processor, "answer_end", "<|im_end|>")
         for e in examples:
-            _, full = render(processor, e["messages"], e["answer"])
-            answer_ids = tok(e["answer"] + "<|im_end|>", add_special_tokens=False)["input_ids"]
-            self.rows.append({"text": full, "answer_ids": answer_ids, "image": e["image"], "task": e["task"]})
+            prompt, full = render(processor, e["messages"], e["answer"])
+            answer_ids = tok(e["answer"] + end, add_special_tokens=False)["input_ids"]
+            self.rows.append({"text": full, "answer_ids": answer_ids, "image": e["image"], "task": e["task"],
+                              "prompt": prompt})
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -165,6 +167,34 @@ class MultimodalCollator:
                 raise ValueError(f"answer tokens of a {r['task']} example are not a suffix of its prompt+answer "
                                  f"tokens ({got} != {r['answer_ids']}); check the chat template")
             labels[i, answer] = batch["input_ids"][i, answer]
+        batch = dict(batch)
+        batch["labels"] = labels
+        return batch
+
+
+@dataclass
+class TextCollator:
+    """A text-only LM's batch (:class:`mmgenrec.models.text_lm.TextProcessor`): the tokenizer pads on ``side`` and
+    labels cover every token after the longest common prefix of the row's tokens and its prompt's tokens (the
+    answer and its end token; robust to tokenizers that merge across the prompt/answer boundary or add a BOS)."""
+
+    processor: object
+    side: str = "right"
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        if any(r["image"] for r in rows):
+            raise ValueError("a text-only model was given an image example")
+        tok = self.processor.tokenizer
+        batch = tok([r["text"] for r in rows], padding=True, padding_side=self.side, return_tensors="pt")
+        labels = torch.full_like(batch["input_ids"], IGNORE)
+        for i, r in enumerate(rows):
+            positions = batch["attention_mask"][i].nonzero().squeeze(1)
+            ids = batch["input_ids"][i, positions].tolist()
+            prompt = tok(r["prompt"])["input_ids"]
+            k = next((j for j, (a, b) in enumerate(zip(ids, prompt)) if a != b), min(len(ids), len(prompt)))
+            if k >= len(ids):
+                raise ValueError(f"a {r['task']} example has no answer tokens after its prompt")
+            labels[i, positions[k:]] = batch["input_ids"][i, positions[k:]]
         batch = dict(batch)
         batch["labels"] = labels
         return batch

@@ -26,34 +26,48 @@ from pathlib import Path
 
 import torch
 
-from mmgenrec.finetune.data import DEFAULT_TASKS, MultimodalCollator, MultiTaskDataset, build_examples
+from mmgenrec.finetune.data import DEFAULT_TASKS, MultimodalCollator, MultiTaskDataset, TextCollator, build_examples
+from mmgenrec.finetune.lcrec_data import DEFAULT_LCREC_TASKS, build_lcrec_examples
 from mmgenrec.io import InputError, atomic_dir, read_json, write_json
-from mmgenrec.models.item_tokens import LORA_TARGET_REGEX, add_item_tokens, item_vocabulary, resize_and_init, tied
-from mmgenrec.models.loading import load_vlm
+from mmgenrec.models.item_tokens import (
+    LM_LORA_TARGET_REGEX,
+    LORA_TARGET_REGEX,
+    add_item_tokens,
+    item_vocabulary,
+    resize_and_init,
+    tied,
+)
+from mmgenrec.models.loading import load_model
+from mmgenrec.models.text_lm import TextProcessor
 
 log = logging.getLogger(__name__)
 
+# the task family's example builder (``prompt_family``): ours (mmgenrec.prompts) or LC-Rec's (mmgenrec.prompts_lcrec)
+EXAMPLE_BUILDERS = {"ours": build_examples, "lcrec": build_lcrec_examples}
 
-def lora_config(new_ids: list[int], is_tied: bool, r: int, alpha: int, dropout: float):
+
+def lora_config(new_ids: list[int], is_tied: bool, r: int, alpha: int, dropout: float, text_lm: bool = False):
     from peft import LoraConfig
 
     tokens = list(new_ids) if is_tied else {"embed_tokens": list(new_ids), "lm_head": list(new_ids)}
     return LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=LORA_TARGET_REGEX,
+        r=r, lora_alpha=alpha, lora_dropout=dropout,
+        target_modules=LM_LORA_TARGET_REGEX if text_lm else LORA_TARGET_REGEX,
         trainable_token_indices=tokens, task_type="CAUSAL_LM",
     )
 
 
 def prepare_model(model_dir, index: dict[int, list[str]], all_tokens: list[str], *, r=16, alpha=64, dropout=0.05,
                   device="auto", dtype="auto", seed=0):
-    """Load the base VLM, add the item tokens, wrap it with LoRA + trainable token rows."""
+    """Load the base VLM (or text LM), add the item tokens, wrap it with LoRA + trainable token rows."""
     from peft import get_peft_model
 
-    model, processor = load_vlm(model_dir, device=device, dtype=dtype)
+    model, processor = load_model(model_dir, device=device, dtype=dtype)
+    text_lm = isinstance(processor, TextProcessor)
     n_base, new_ids = add_item_tokens(processor.tokenizer, all_tokens)
     resize_and_init(model, processor.tokenizer, n_base, seed=seed)
     is_tied = tied(model)  # before wrapping: peft's token wrappers hide the weight identity
-    peft_model = get_peft_model(model, lora_config(new_ids, is_tied, r, alpha, dropout))
+    peft_model = get_peft_model(model, lora_config(new_ids, is_tied, r, alpha, dropout, text_lm))
     meta = {"n_base_tokens": n_base, "new_token_ids": [new_ids[0], new_ids[-1] + 1], "n_new_tokens": len(new_ids),
             "tied_embeddings": is_tied, "levels": max(len(v) for v in index.values()),
             "item_tokens": list(all_tokens), "lora": {"r": r, "alpha": alpha, "dropout": dropout}}
@@ -152,6 +166,7 @@ def finetune(
     seed: int = 0,
     logging_steps: int = 10,
     callbacks: tuple = (),
+    prompt_family: str = "ours",
 ):
     """Train LoRA + the item-token rows on a task mix, stage by stage; save adapter + processor + ``token_meta.json``
     + ``train_log.json`` to ``out_dir`` (written atomically by the main process). Returns ``(model, processor)``.
@@ -180,7 +195,10 @@ def finetune(
         if not isinstance(split, dict) or not isinstance(split.get("train"), list):
             raise InputError(f"{split_json}: expected {{\"train\": [item ids], \"heldout\": [item ids]}}")
         train_items = {str(i) for i in split["train"]}
-    tasks = DEFAULT_TASKS if tasks is None else tasks
+    if prompt_family not in EXAMPLE_BUILDERS:
+        raise ValueError(f"prompt_family must be one of {sorted(EXAMPLE_BUILDERS)}, got {prompt_family!r}")
+    if tasks is None:
+        tasks = DEFAULT_LCREC_TASKS if prompt_family == "lcrec" else DEFAULT_TASKS
     plan = resolve_stages(tasks, stages, epochs)
     device = _resolve_device(device)
 
@@ -190,6 +208,8 @@ def finetune(
         "seed", "dtype", "method")}
     settings.update(tokens=tokens, model=str(model_dir), deepspeed=str(deepspeed) if deepspeed else None,
                     world_size=int(os.environ.get("WORLD_SIZE", 1)))
+    if prompt_family != "ours":  # (absent for ours: its fingerprints stay as they were)
+        settings["prompt_family"] = prompt_family
     fingerprint = _fingerprint(settings, [index_json, inter_json, item_json, enriched_json, split_json])
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir.parent / "checkpoints"
     is_main = int(os.environ.get("RANK", 0)) == 0
@@ -201,10 +221,11 @@ def finetune(
     log.info("trainable: %s", {k: v for k, v in summary.items() if k != "trainable_non_lora"})
     on_gpu = next(model.parameters()).device.type == "cuda"
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
-    collator = MultimodalCollator(processor, padding_side)
+    collator = (TextCollator if isinstance(processor, TextProcessor) else MultimodalCollator)(processor, padding_side)
     stage_logs = []
     for k, stage in enumerate(plan):
-        examples = build_examples(stage["tasks"], index=index, sequences=sequences, items=items, image_dir=image_dir,
+        build = EXAMPLE_BUILDERS[prompt_family]
+        examples = build(stage["tasks"], index=index, sequences=sequences, items=items, image_dir=image_dir,
                                   enriched=enriched, train_items=train_items, max_history=max_history,
                                   max_chars=max_chars, seed=seed + k)
         if not examples:
@@ -243,9 +264,12 @@ def finetune(
         meta.update({"base_model": str(model_dir), "method": method, "task": "multitask" if len(tasks) > 1 else
                      next(iter(tasks)), "tasks": tasks, "stages": [sorted(s["tasks"]) for s in plan],
                      "max_history": max_history})
+        if prompt_family != "ours":
+            meta["prompt_family"] = prompt_family
         last = stage_logs[-1]
         with atomic_dir(out_dir) as tmp:
-            model.save_pretrained(tmp)
+            # never the full matrices: peft's "auto" would save them for a resized text LM (its config's vocab_size)
+            model.save_pretrained(tmp, save_embedding_layers=False)
             processor.save_pretrained(tmp)
             write_json(tmp / "token_meta.json", meta)
             write_json(tmp / "train_log.json", {

@@ -15,6 +15,10 @@ import torch
 LORA_TARGET_REGEX = (
     r".*language_model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
 )  # the vision tower also has gate/up/down_proj; LoRA stays on the language model
+# a text-only causal LM (LLaMA / Qwen2 family: model.layers.N....): the same projections
+LM_LORA_TARGET_REGEX = (
+    r"(.*\.)?model\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))"
+)
 
 
 def add_item_tokens(tokenizer, tokens: list[str]) -> tuple[int, list[int]]:

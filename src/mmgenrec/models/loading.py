@@ -1,4 +1,5 @@
-"""Load a Qwen2.5-VL checkpoint (tiny demo model or the real 7B/3B) from a local directory."""
+"""Load a Qwen2.5-VL checkpoint (tiny demo model or the real 7B/3B), or a text-only causal LM (LLaMA / Qwen2
+family, :mod:`mmgenrec.models.text_lm`), from a local directory; :func:`load_model` picks by the folder's config."""
 
 from __future__ import annotations
 
@@ -47,17 +48,47 @@ def load_vlm(path: str | Path, *, device: str = "auto", dtype: str = "auto", att
     return model, processor
 
 
+def load_lm(path: str | Path, *, device: str = "auto", dtype: str = "auto"):
+    """Return ``(model, TextProcessor)`` for a text-only causal LM folder (``AutoModelForCausalLM``)."""
+    from transformers import AutoModelForCausalLM
+
+    from mmgenrec.models.text_lm import TextProcessor, is_text_lm
+
+    path = Path(path)
+    is_text_lm(path)  # a clear error when config.json is missing
+    dev = pick_device(device)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, dev)).to(dev)
+    model.eval()
+    log.info("loaded %s (%s) from %s", type(model).__name__, dev, path)
+    return model, TextProcessor.from_pretrained(path)
+
+
+def load_model(path: str | Path, *, device: str = "auto", dtype: str = "auto"):
+    """``(model, processor)``: :func:`load_lm` for a text-only LM folder, else :func:`load_vlm`."""
+    from mmgenrec.models.text_lm import is_text_lm
+
+    if is_text_lm(path):
+        return load_lm(path, device=device, dtype=dtype)
+    return load_vlm(path, device=device, dtype=dtype)
+
+
 def load_finetuned(base_dir: str | Path, adapter_dir: str | Path, *, device: str = "auto", dtype: str = "auto",
                    merge: bool = True):
-    """Base VLM + saved adapter: the tokenizer with the item tokens comes from ``adapter_dir``; the embeddings are
-    resized exactly as at training time (to ``len(tokenizer)``) before the adapter is attached."""
+    """Base model (VLM or text LM) + saved adapter: the tokenizer with the item tokens comes from ``adapter_dir``; the
+    embeddings are resized exactly as at training time (to ``len(tokenizer)``) before the adapter is attached."""
     import json
 
     from peft import PeftModel
 
+    from mmgenrec.models.text_lm import TextProcessor, is_text_lm
+
     adapter_dir = Path(adapter_dir)
-    model, _ = load_vlm(base_dir, device=device, dtype=dtype)
-    processor = load_processor(adapter_dir)
+    if is_text_lm(base_dir):
+        model, _ = load_lm(base_dir, device=device, dtype=dtype)
+        processor = TextProcessor.from_pretrained(adapter_dir)
+    else:
+        model, _ = load_vlm(base_dir, device=device, dtype=dtype)
+        processor = load_processor(adapter_dir)
     meta = json.loads((adapter_dir / "token_meta.json").read_text())
     if len(processor.tokenizer) != meta["n_base_tokens"] + meta["n_new_tokens"]:
         raise ValueError(f"{adapter_dir}: tokenizer has {len(processor.tokenizer)} tokens, token_meta.json expects "

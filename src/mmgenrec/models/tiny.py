@@ -202,3 +202,57 @@ def build_tiny_blip(
     log.info("tiny %s: %d params, %d tokens -> %s", kind, sum(p.numel() for p in model.parameters()), len(tok),
              out_dir)
     return Path(out_dir)
+
+
+def build_tiny_qwen2(
+    out_dir: str | Path,
+    corpus: Iterable[str],
+    *,
+    vocab_size: int = 1000,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 128,
+    tie_word_embeddings: bool = True,
+    chat_template: bool = False,
+    seed: int = 0,
+) -> Path:
+    """Write a tiny random text-only causal LM (``Qwen2ForCausalLM``) + tokenizer to ``out_dir``.
+
+    It stands in for the LLaMA-family LLM of the text-only baselines (the text encoder of the ``lm_text`` view,
+    LC-Rec's base model) and loads with ``AutoModel`` / ``AutoModelForCausalLM`` / ``AutoTokenizer`` like the
+    real one. ``chat_template=False`` (default) leaves the tokenizer without a chat template, as a base LLaMA has:
+    prompts then use the plain instruction template (:data:`mmgenrec.models.text_lm.PLAIN_TEMPLATE`); ``True``
+    gives it the Qwen2 text chat template.
+    """
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    tok = build_tokenizer(corpus, vocab_size)
+    tok.chat_template = TEXT_CHAT_TEMPLATE if chat_template else None
+    ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+    config = Qwen2Config(
+        vocab_size=((len(tok) + 63) // 64) * 64, hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers, num_attention_heads=num_heads, num_key_value_heads=num_kv_heads,
+        max_position_embeddings=4096, tie_word_embeddings=tie_word_embeddings,
+        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )
+    model = Qwen2ForCausalLM(config)
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    log.info("tiny Qwen2 LM: %d params, %d tokens -> %s", sum(p.numel() for p in model.parameters()), len(tok),
+             out_dir)
+    return Path(out_dir)
+
+
+# Qwen2's text chat template (string contents only)
+TEXT_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
