@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -28,10 +29,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--no-detach-residual", action="store_true",
+                    help="every level's commitment loss reaches the encoder (default: LC-Rec's detached residual)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    import transformers.optimization  # noqa: F401  (train_rqvae's scheduler import, kept out of the timed init)
 
     x = np.random.default_rng(0).normal(size=(args.items, args.dim)).astype(np.float32)
     t0 = time.perf_counter()
@@ -40,6 +44,7 @@ def main() -> None:
         batch_size=args.batch_size, lr=1e-3, weight_decay=1e-4, beta=0.25, batch_norm=False,
         sinkhorn_epsilon=[0.0, 0.0, 0.0, 0.003], warmup_epochs=min(50, args.epochs), lr_scheduler="linear",
         eval_every=args.epochs, select="last", seed=0, device=args.device, kmeans_iters=100,
+        detach_residual=not args.no_detach_residual,
     )
     if args.device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -56,8 +61,10 @@ def main() -> None:
         else platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
         "epoch_seconds_mean": round(float(np.mean(epoch_s)), 3),
         "epoch_seconds_after_first": round(float(np.mean(epoch_s[1:])), 3) if len(epoch_s) > 1 else None,
+        "detach_residual": not args.no_detach_residual,
         "train_total_seconds": round(total, 2),
-        "init_and_checks_seconds": round(total - sum(epoch_s), 2),
+        "init_and_checks_seconds": round(total - sum(epoch_s), 2),  # k-means init + collision checks
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "final_loss": history[-1]["loss"],
         "collision_rate_nearest_codes": before["collision_rate"],
         "items_in_collisions": before["items_in_collisions"],

@@ -96,6 +96,8 @@ def test_same_seed_same_ids_and_reconstruction(tokenizer):
     x = np.random.default_rng(4).normal(size=(150, 16)).astype(np.float32)
     kw = dict(tokenizer=tokenizer, levels=3, codebook_size=8, collision_policy="none", device="cpu",
               **cfg_for(tokenizer))
+    if tokenizer == "rqvae":  # the trained model, not the lowest-loss epoch: with LC-Rec's detached residual the
+        kw["select"] = "last"  # later levels' quantisation loss grows on this random input and best_loss picks epoch 1
     c1, s1, _ = quantize_matrix(x, seed=5, **kw)
     c2, s2, _ = quantize_matrix(x, seed=5, **kw)
     np.testing.assert_array_equal(c1, c2)
