@@ -27,6 +27,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=3584)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--codebook-size", type=int, default=256)
+    ap.add_argument("--hidden", type=int, nargs="+", default=[2048, 1024, 512, 256, 128, 64])
+    ap.add_argument("--latent-dim", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--no-detach-residual", action="store_true",
@@ -40,7 +43,7 @@ def main() -> None:
     x = np.random.default_rng(0).normal(size=(args.items, args.dim)).astype(np.float32)
     t0 = time.perf_counter()
     model, history, _ = train_rqvae(
-        x, levels=4, codebook_size=256, hidden=[2048, 1024, 512, 256, 128, 64], latent_dim=32, epochs=args.epochs,
+        x, levels=4, codebook_size=args.codebook_size, hidden=args.hidden, latent_dim=args.latent_dim, epochs=args.epochs,
         batch_size=args.batch_size, lr=1e-3, weight_decay=1e-4, beta=0.25, batch_norm=False,
         sinkhorn_epsilon=[0.0, 0.0, 0.0, 0.003], warmup_epochs=min(50, args.epochs), lr_scheduler="linear",
         eval_every=args.epochs, select="last", seed=0, device=args.device, kmeans_iters=100,
@@ -52,11 +55,12 @@ def main() -> None:
     codes, dist = encode_with_distances(model, x)
     before = collision_stats(codes)
     t1 = time.perf_counter()
-    resolved, facts = resolve("sinkhorn", codes, dist, codebook_size=256)
+    resolved, facts = resolve("sinkhorn", codes, dist, codebook_size=args.codebook_size)
     policy_s = time.perf_counter() - t1
     epoch_s = [h["seconds"] for h in history]
     result = {
         "items": args.items, "dim": args.dim, "epochs": args.epochs, "batch_size": args.batch_size,
+        "codebook_size": args.codebook_size, "hidden": args.hidden, "latent_dim": args.latent_dim,
         "device": args.device, "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda")
         else platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads(),
         "epoch_seconds_mean": round(float(np.mean(epoch_s)), 3),
