@@ -320,9 +320,10 @@ def finetune_seqrec(
     if template_ids is None:
         template_ids = ((tasks or {}).get("seqrec") or {}).get("templates") or (0,)
     kwargs.pop("stages", None)
-    kwargs.pop("processes", None)  # a launcher setting: this call trains in the calling process
-    if "deepspeed" in kwargs:
-        kwargs["deepspeed"] = kwargs["deepspeed"] or None  # the config's "" means off
+    from mmgenrec.finetune.launch import deepspeed_for
+
+    kwargs.pop("processes", None)  # a launcher setting: this call trains in the calling process, one process
+    kwargs["deepspeed"] = deepspeed_for(kwargs.get("deepspeed"), 1, kwargs.pop("deepspeed_one_process", False))
     if kwargs.get("checkpoint_dir") is None:
         kwargs["checkpoint_dir"] = Path(out_dir).parent / f".{Path(out_dir).name}.checkpoints"
     return finetune(model_dir, out_dir, index_json=index_json, inter_json=inter_json, all_tokens=all_tokens,
