@@ -1,10 +1,26 @@
-# The semantic-ID ablation: every tokenizer x collision policy x embedding view of the `ablation` section, built
+# The semantic-ID ablation: every tokenizer x collision policy x embedding view x embedding pooling of the
+# `ablation` section (poolings default to the embed section's own), built
 # from that category's `quantize` section (with `ablation.quantize` laid over it) and scored downstream with the
 # seqrec model (`finetune` / `evaluate` sections with `ablation.finetune` / `ablation.evaluate` laid over them).
 # Not part of `all`: `snakemake results/ablation_ids.csv`.
 ABLATION = config.get("ablation", {})
 ABLATION_CATEGORIES = ABLATION.get("categories") or CATEGORIES
-ABLATION_DIR = "results/{category}/ids/ablation/{tokenizer}-{policy}-{view}"
+ABLATION_DIR = "results/{category}/ids/ablation/{tokenizer}-{policy}-{view}-{pooling}"
+
+
+def embed_pooling(category):
+    return merged("embed", category).get("pooling", "content")
+
+
+def ablation_poolings(category):
+    return ABLATION.get("poolings") or [embed_pooling(category)]
+
+
+def ablation_embeddings(wildcards):
+    """The category's own item vectors when the pooling is the embed section's, else the re-pooled ones."""
+    if wildcards.pooling == embed_pooling(wildcards.category):
+        return f"results/{wildcards.category}/embed/qwen_{wildcards.view}.npy"
+    return f"results/{wildcards.category}/embed/pooling-{wildcards.pooling}/qwen_{wildcards.view}.npy"
 
 
 def ablation_section(section, category):
@@ -25,9 +41,10 @@ def ablation_runs():
         for t in ABLATION.get("tokenizers", []):
             for p in ABLATION.get("policies", []):
                 for v in ABLATION.get("views", []):
-                    folder = ABLATION_DIR.format(category=cat, tokenizer=t, policy=p, view=v)
-                    runs.append({"category": cat, "tokenizer": t, "policy": p, "view": v,
-                                 "stats": f"{folder}/stats.json", "metrics": f"{folder}/seqrec_metrics.json"})
+                    for pool in ablation_poolings(cat):
+                        folder = ABLATION_DIR.format(category=cat, tokenizer=t, policy=p, view=v, pooling=pool)
+                        runs.append({"category": cat, "tokenizer": t, "policy": p, "view": v, "pooling": pool,
+                                     "stats": f"{folder}/stats.json", "metrics": f"{folder}/seqrec_metrics.json"})
     return runs
 
 
@@ -35,11 +52,38 @@ wildcard_constraints:
     tokenizer="rqvae|rqkmeans|opq|pq",
     policy="none|sinkhorn|suffix|nearest_free",
     view="mm|text|image",
+    pooling="content|prompt",
+
+
+rule embed_pooled:
+    input:
+        model=base_model(),
+        item=prepared("{category}", "item.json"),
+        images="results/{category}/prepared/images",
+    output:
+        npy="results/{category}/embed/pooling-{pooling}/qwen_{view}.npy",
+        meta="results/{category}/embed/pooling-{pooling}/qwen_{view}.json",
+    params:
+        cfg=lambda wc: canonical(dict(merged("embed", wc.category), pooling=wc.pooling)),
+        model=model_runtime(),
+    threads: rule_resources("embed", "threads", 2)
+    resources:
+        gpu=rule_resources("embed", "gpu", 1),
+        mem_mb=rule_resources("embed", "mem_mb", 4000),
+        runtime=rule_resources("embed", "runtime", 60),
+    log:
+        "logs/embed_pooled/{category}.{pooling}.{view}.log",
+    benchmark:
+        "benchmarks/embed_pooled/{category}.{pooling}.{view}.tsv"
+    conda:
+        "../envs/torch.yaml"
+    script:
+        "../workflow/scripts/embed.py"
 
 
 rule quantize_ablation:
     input:
-        npy="results/{category}/embed/qwen_{view}.npy",
+        npy=ablation_embeddings,
     output:
         index=f"{ABLATION_DIR}/index.json",
         stats=f"{ABLATION_DIR}/stats.json",
@@ -51,9 +95,9 @@ rule quantize_ablation:
         mem_mb=rule_resources("quantize", "mem_mb", 4000),
         runtime=rule_resources("quantize", "runtime", 60),
     log:
-        "logs/quantize_ablation/{category}.{tokenizer}-{policy}-{view}.log",
+        "logs/quantize_ablation/{category}.{tokenizer}-{policy}-{view}-{pooling}.log",
     benchmark:
-        "benchmarks/quantize_ablation/{category}.{tokenizer}-{policy}-{view}.tsv"
+        "benchmarks/quantize_ablation/{category}.{tokenizer}-{policy}-{view}-{pooling}.tsv"
     conda:
         "../envs/torch.yaml"
     script:
@@ -79,9 +123,9 @@ rule ablation_score:
         mem_mb=rule_resources("finetune", "mem_mb", 8000),
         runtime=rule_resources("finetune", "runtime", 240),
     log:
-        "logs/ablation_score/{category}.{tokenizer}-{policy}-{view}.log",
+        "logs/ablation_score/{category}.{tokenizer}-{policy}-{view}-{pooling}.log",
     benchmark:
-        "benchmarks/ablation_score/{category}.{tokenizer}-{policy}-{view}.tsv"
+        "benchmarks/ablation_score/{category}.{tokenizer}-{policy}-{view}-{pooling}.tsv"
     conda:
         "../envs/torch.yaml"
     script:

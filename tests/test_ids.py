@@ -104,6 +104,8 @@ def test_same_seed_same_ids_and_reconstruction(tokenizer):
     x = np.random.default_rng(4).normal(size=(150, 16)).astype(np.float32)
     kw = dict(tokenizer=tokenizer, levels=3, codebook_size=8, collision_policy="none", device="cpu",
               **cfg_for(tokenizer))
+    if tokenizer == "rqvae":  # the trained model, not the lowest-loss epoch: with LC-Rec's detached residual the
+        kw["select"] = "last"  # later levels' quantisation loss grows on this random input and best_loss picks epoch 1
     c1, s1, _ = quantize_matrix(x, seed=5, **kw)
     c2, s2, _ = quantize_matrix(x, seed=5, **kw)
     np.testing.assert_array_equal(c1, c2)
@@ -218,7 +220,10 @@ def test_load_index_rejects_bad_mql4rec_layouts(tmp_path, tokens):
 
 def test_grid_and_collapse_collisions(tmp_path):
     assert [g["name"] for g in grid({"tokenizers": ["rqvae", "pq"], "policies": ["none"], "views": ["mm", "text"]})] \
-        == ["rqvae-none-mm", "rqvae-none-text", "pq-none-mm", "pq-none-text"]
+        == ["rqvae-none-mm-content", "rqvae-none-text-content", "pq-none-mm-content", "pq-none-text-content"]
+    assert [g["name"] for g in grid({"tokenizers": ["pq"], "policies": ["none"], "views": ["mm"],
+                                     "poolings": ["content", "prompt"]})] == ["pq-none-mm-content", "pq-none-mm-prompt"]
+    assert grid({"tokenizers": ["pq"], "policies": ["none"], "views": ["mm"]}, "prompt")[0]["pooling"] == "prompt"
     (tmp_path / "index.json").write_text(json.dumps(
         {"0": ["<a_1>"], "1": ["<a_2>"], "2": ["<a_1>"], "3": ["<a_3>"]}))
     (tmp_path / "inter.json").write_text(json.dumps({"u1": [0, 1, 2, 3], "u2": [3, 2]}))
@@ -242,11 +247,12 @@ def test_gather_table(tmp_path):
                       tokenizer="rqkmeans", levels=2, codebook_size=16, collision_policy=policy)
         (tmp_path / f"{policy}.metrics.json").write_text(json.dumps(
             {"HR@5": 0.5, "NDCG@5": 0.25, "HR@10": 0.6, "NDCG@10": 0.3, "n_users": 9, "split": "valid"}))
-        runs.append({"category": "c", "tokenizer": "rqkmeans", "policy": policy, "view": "mm",
+        runs.append({"category": "c", "tokenizer": "rqkmeans", "policy": policy, "view": "mm", "pooling": "prompt",
                      "stats": tmp_path / f"{policy}.stats.json", "metrics": tmp_path / f"{policy}.metrics.json"})
     table = gather(runs, tmp_path / "out.csv")
     saved = pd.read_csv(tmp_path / "out.csv")
     assert list(saved["policy"]) == ["none", "suffix"] and list(saved["levels"]) == [2, 3]
+    assert list(saved["pooling"]) == ["prompt", "prompt"]
     assert saved.loc[0, "collision_rate_after"] > 0 and saved.loc[1, "collision_rate_after"] == 0
     assert saved.loc[0, "collision_rate_before"] == saved.loc[1, "collision_rate_before"]
     assert saved.loc[0, "merged_items"] > 0 and saved.loc[1, "merged_items"] == 0

@@ -43,8 +43,9 @@ def test_ablation_is_not_part_of_all(tmp_path):
 
 def test_ablation_table(run):
     table = pd.read_csv(run / "results" / "ablation_ids.csv")
-    assert len(table) == 4
-    assert set(zip(table.tokenizer, table.policy)) == {(t, p) for t in ("rqvae", "rqkmeans") for p in ("none", "suffix")}
+    assert len(table) == 8
+    assert set(zip(table.tokenizer, table.policy, table.pooling)) == {
+        (t, p, pool) for t in ("rqvae", "rqkmeans") for p in ("none", "suffix") for pool in ("content", "prompt")}
     assert set(table.category) == {"demo_music"} and set(table.view) == {"mm"} and set(table.split) == {"valid"}
     suffix, none = table[table.policy == "suffix"], table[table.policy == "none"]
     assert (suffix.levels == 5).all() and (none.levels == 4).all()
@@ -56,7 +57,7 @@ def test_ablation_table(run):
     assert (table["HR@10"] >= table["HR@5"]).all() and (table.n_users > 300).all()
     # each row is the grid point's own files
     for row in table.itertuples():
-        folder = run / "results" / "demo_music" / "ids" / "ablation" / f"{row.tokenizer}-{row.policy}-{row.view}"
+        folder = run / "results" / "demo_music" / "ids" / "ablation" / f"{row.tokenizer}-{row.policy}-{row.view}-{row.pooling}"
         stats, metrics = read_json(folder / "stats.json"), read_json(folder / "seqrec_metrics.json")
         assert stats["tokenizer"] == row.tokenizer and stats["collision_policy"] == row.policy
         assert table.loc[row.Index, "HR@10"] == pytest.approx(metrics["HR@10"])

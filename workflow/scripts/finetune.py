@@ -5,6 +5,7 @@ from mmgenrec.finetune.launch import run_finetune
 logs.setup(snakemake.log[0], snakemake.threads)
 cfg = dict(snakemake.params.cfg)
 cfg.pop("processes", None)
+one_process = cfg.pop("deepspeed_one_process", False)
 cfg["deepspeed"] = cfg.get("deepspeed") or None
 spec = dict(
     model_dir=snakemake.input.model, out_dir=snakemake.output[0], index_json=snakemake.input.index,
@@ -14,4 +15,4 @@ spec = dict(
     checkpoint_dir=snakemake.params.checkpoints, device=snakemake.params.model["device"],
     dtype=snakemake.params.model["dtype"], **cfg,
 )
-run_finetune(spec, snakemake.params.processes, log_path=snakemake.log[0])
+run_finetune(spec, snakemake.params.processes, log_path=snakemake.log[0], deepspeed_one_process=one_process)

@@ -3,6 +3,12 @@
 Views: ``mm`` (image + text, the main vectors ``qwen_mm.npy``), ``text`` (the same prompt without the image) and
 ``image`` (the image alone, no item text; an item without a readable image falls back to its text, counted in
 the meta file as ``image_view_text_fallback``). Same model, same pooling for all three.
+
+Pooling (``embed.pooling``): ``content`` (default) averages the last hidden layer over the item's own tokens, its
+image tokens and its text tokens (:func:`content_mask`); ``prompt`` over the whole chat prompt, including the
+system prompt and chat markup that every item shares. Under causal attention those shared positions have the same
+hidden states for every item and pull every vector towards one common offset; content pooling leaves them out
+(the content tokens still attend to them).
 """
 
 from __future__ import annotations
@@ -24,22 +30,54 @@ from mmgenrec.prompts import item_messages, item_text
 log = logging.getLogger(__name__)
 
 VIEWS = ("mm", "text", "image")
+POOLINGS = ("content", "prompt")
 EMBED_INSTRUCTION = ""  # the item alone, as in the study's extraction: no instruction text
 
 
+def content_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor, tokenizer) -> torch.Tensor:
+    """Per row, True on the item's own tokens: the user turn's content (after the last ``<|im_start|>user\\n``,
+    before that turn's ``<|im_end|>``) without the ``<|vision_start|>`` / ``<|vision_end|>`` markers, i.e. its
+    image tokens and its text tokens. Works for left and right padding."""
+    start_id, end_id = tokenizer.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+    markers = set(tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>"]))
+    header = tokenizer("user\n", add_special_tokens=False)["input_ids"]
+    mask = torch.zeros_like(input_ids, dtype=torch.bool)
+    for i, (ids, att) in enumerate(zip(input_ids.tolist(), attention_mask.tolist())):
+        starts = [j for j, t in enumerate(ids) if t == start_id and att[j]]
+        if not starts or ids[starts[-1] + 1 : starts[-1] + 1 + len(header)] != header:
+            raise ValueError(f"row {i}: no user turn found in the embedding prompt")
+        first = starts[-1] + 1 + len(header)
+        ends = [j for j in range(first, len(ids)) if ids[j] == end_id and att[j]]
+        if not ends:
+            raise ValueError(f"row {i}: the user turn has no end")
+        for j in range(first, ends[0]):
+            mask[i, j] = ids[j] not in markers
+        if not mask[i].any():
+            raise ValueError(f"row {i}: the item has no content tokens")
+    return mask
+
+
 @torch.inference_mode()
-def embed_batch(model, processor, texts: list[str], images: list[Image.Image | None]) -> np.ndarray:
-    """Masked mean of the last hidden layer over each item's full prompt (text and image tokens)."""
+def embed_batch(model, processor, texts: list[str], images: list[Image.Image | None],
+                pooling: str = "content") -> np.ndarray:
+    """Masked mean of the last hidden layer over each item's content tokens (``content``: image + text) or its
+    whole prompt (``prompt``)."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     prompts = []
     for text, image in zip(texts, images):
         msgs = item_messages(text, image is not None, EMBED_INSTRUCTION)
         prompts.append(processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=False))
     imgs = [im for im in images if im is not None]
     batch = processor(text=prompts, images=imgs or None, padding=True, return_tensors="pt")
+    if pooling == "content":
+        keep = content_mask(batch["input_ids"], batch["attention_mask"], processor.tokenizer)
+    else:
+        keep = batch["attention_mask"].bool()
     batch = batch.to(model.device)
     out = model(**batch, output_hidden_states=True, use_cache=False)
     hidden = out.hidden_states[-1].float()
-    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    mask = keep.to(hidden.device).unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     return pooled.cpu().numpy().astype(np.float32)
 
@@ -56,6 +94,7 @@ def embed_items(
     view: str = "mm",
     batch_size: int = 8,
     max_text_chars: int = 2000,
+    pooling: str = "content",
     device: str = "auto",
     dtype: str = "auto",
 ) -> dict:
@@ -63,6 +102,8 @@ def embed_items(
     t0 = time.time()
     if view not in VIEWS:
         raise ValueError(f"view must be one of {VIEWS}, got {view!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     use_images = use_images and view != "text"
     items = read_json(item_json)
     ids = sorted(items, key=int)
@@ -80,7 +121,7 @@ def embed_items(
             n_fallback += sum(im is None for im in images)
             texts = [text if im is None else "" for text, im in zip(texts, images)]
         n_images += sum(im is not None for im in images)
-        rows.append(embed_batch(model, processor, texts, images))
+        rows.append(embed_batch(model, processor, texts, images, pooling))
     emb = np.concatenate(rows) if rows else np.zeros((0, model.config.text_config.hidden_size), np.float32)
     if not np.isfinite(emb).all():
         bad = int(np.where(~np.isfinite(emb).all(1))[0][0])
@@ -89,7 +130,9 @@ def embed_items(
     meta = {
         "model": str(model_dir), "view": view, "n_items": len(ids), "dim": int(emb.shape[1]), "items_with_image": n_images,
         "items_text_only": len(ids) - n_images, "enriched_items": sum(i in enriched for i in ids),
-        "pooling": "masked mean of last hidden layer", "seconds": round(time.time() - t0, 2),
+        "pooling": pooling,
+        "pooling_detail": "mean of the last hidden layer over " + ("the item's image and text tokens" if pooling ==
+                                                                   "content" else "the whole chat prompt"), "seconds": round(time.time() - t0, 2),
     }
     if view == "image":
         meta["image_view_text_fallback"] = n_fallback

@@ -9,7 +9,8 @@ item itself removed from its own result list; ``Hit@k`` = label among the k near
 Vector sources (:func:`evaluate_i2i`): the raw item embeddings the IDs were built from (``raw``), the same vectors
 decoded back from each item's semantic ID by the tokenizer (``reconstruction``: the RQ-VAE decoder, or the
 codebook sums for k-means/PQ; ``ids/rqvae/reconstruction.npy``) and, per finetuned model, the mean of the item's
-ID-token rows in the finetuned input embedding matrix (``tokens:<method>``).
+ID-token rows in the finetuned input embedding matrix (``tokens:<method>``), read from the adapter's safetensors
+file (:func:`adapter_token_rows`): no model is loaded.
 """
 
 from __future__ import annotations
@@ -89,24 +90,56 @@ def token_mean_vectors(embedding: np.ndarray, token_ids: Sequence[Sequence[int]]
     return embedding[ids].mean(axis=1)
 
 
-def finetuned_token_vectors(base_dir, adapter_dir, index: dict[int, list[str]], *, device="auto",
-                            dtype="auto") -> np.ndarray:
-    """Mean of each item's ID-token rows in the finetuned (adapter merged) input embedding matrix."""
-    from mmgenrec.models.loading import load_finetuned
+def adapter_token_rows(adapter_dir) -> dict[int, np.ndarray]:
+    """The finetuned input-embedding rows of the new tokens, read from the adapter folder alone (no model load):
+    ``{token id: row}`` from ``adapter_model.safetensors`` (peft's ``embed_tokens...trainable_tokens_delta``, whose
+    rows follow ``adapter_config.json``'s ``trainable_token_indices``; or a ``modules_to_save`` copy of the whole
+    embedding matrix, whose rows are the token ids themselves)."""
+    from safetensors import safe_open
 
-    model, processor, _ = load_finetuned(base_dir, adapter_dir, device=device, dtype=dtype)
-    vocab = processor.tokenizer.get_vocab()
+    adapter_dir = Path(adapter_dir)
+    weights, config = adapter_dir / "adapter_model.safetensors", adapter_dir / "adapter_config.json"
+    if not weights.is_file() or not config.is_file():
+        raise InputError(f"{adapter_dir}: no adapter_model.safetensors / adapter_config.json")
+    with safe_open(str(weights), framework="np") as f:
+        keys = list(f.keys())
+        delta = [k for k in keys if "embed_tokens" in k and k.endswith("trainable_tokens_delta")]
+        full = [k for k in keys if "embed_tokens" in k and "modules_to_save" in k and k.endswith("weight")]
+        if delta:
+            rows = f.get_tensor(delta[0]).astype(np.float32)
+            indices = read_json(config).get("trainable_token_indices")
+            ids = indices.get("embed_tokens") if isinstance(indices, dict) else indices
+            if not ids or len(ids) != rows.shape[0]:
+                raise InputError(f"{config}: trainable_token_indices do not match the {rows.shape[0]} rows of "
+                                 f"{delta[0]} in {weights}")
+            return {int(t): rows[i] for i, t in enumerate(ids)}
+        if full:
+            matrix = f.get_tensor(full[0]).astype(np.float32)
+            return {t: matrix[t] for t in range(matrix.shape[0])}
+    raise InputError(f"{weights}: no trainable embedding rows (trainable_tokens_delta or modules_to_save)")
+
+
+def finetuned_token_vectors(adapter_dir, index: dict[int, list[str]]) -> np.ndarray:
+    """Mean of each item's ID-token rows in the finetuned input embedding matrix, from the adapter file and the
+    adapter's own tokenizer vocabulary (``tokenizer.json``), without loading the model."""
+    from mmgenrec.models.loading import load_processor
+
+    vocab = load_processor(adapter_dir).tokenizer.get_vocab()
     missing = sorted({t for toks in index.values() for t in toks if t not in vocab})
     if missing:
         raise InputError(f"{adapter_dir}: tokenizer lacks index tokens such as {missing[:5]}")
-    weight = model.get_input_embeddings().weight.detach().float().cpu().numpy()
-    return token_mean_vectors(weight, [[vocab[t] for t in index[i]] for i in range(len(index))])
+    rows = adapter_token_rows(adapter_dir)
+    untrained = sorted({t for toks in index.values() for t in toks if vocab[t] not in rows})
+    if untrained:
+        raise InputError(f"{adapter_dir}: the adapter holds no trained row for index tokens such as {untrained[:5]}")
+    return np.stack([np.mean([rows[vocab[t]] for t in index[i]], axis=0) for i in range(len(index))])
 
 
 def evaluate_i2i(inter_json, embeddings_npy, index_json, out_path, *, reconstruction_npy=None, base_dir=None,
                  adapters: dict[str, str | Path] | None = None, ks=(1, 5, 10), ndcg_k: int = 10,
                  device: str = "auto", dtype: str = "auto") -> dict:
-    """I2I metrics of every vector source -> ``out_path`` (``{"sources": {name: metrics}, ...}``)."""
+    """I2I metrics of every vector source -> ``out_path`` (``{"sources": {name: metrics}, ...}``). ``base_dir``,
+    ``device`` and ``dtype`` are accepted for the callers but unused: the token rows come from the adapter files."""
     from mmgenrec.evaluate.seqrec import load_index_file
     from mmgenrec.quantize.run import load_embeddings
 
@@ -125,7 +158,7 @@ def evaluate_i2i(inter_json, embeddings_npy, index_json, out_path, *, reconstruc
             raise InputError(f"{reconstruction_npy}: shape {recon.shape}, but {embeddings_npy} is {raw.shape}")
         sources["reconstruction"] = i2i_metrics(recon, labels, ks, ndcg_k)
     for method, adapter in (adapters or {}).items():
-        vec = finetuned_token_vectors(base_dir, adapter, index, device=device, dtype=dtype)
+        vec = finetuned_token_vectors(adapter, index)
         sources[f"tokens:{method}"] = i2i_metrics(vec, labels, ks, ndcg_k)
     result = {"sources": sources, "n_items": int(n_items), "n_labelled": int((labels >= 0).sum()),
               "label": "most co-occurring item in training sequences",

@@ -62,13 +62,16 @@ def build_examples(
     max_history: int = 20,
     max_chars: int = 2000,
     seed: int = 0,
+    epoch: int = 0,
 ) -> list[dict]:
-    """Every training example of the task mix as ``{"task", "messages", "answer", "image"}``.
+    """Every training example of the task mix as ``{"task", "messages", "answer", "image"}``, for one epoch.
 
     ``tasks`` maps a task name to ``{"weight": w, "templates": [ids]}``: the task contributes ``round(w * n)``
     examples, ``n`` being its natural count (seqrec: one per position of every user's training part; item tasks:
     one per item that has what the task needs), each with a template drawn at random from ``templates``. Each task
-    has its own seeded generator, so adding a task never changes another task's examples. ``mmitemenrich`` uses only
+    has its own generator, seeded by ``seed + epoch`` and the task, so adding a task never changes another task's
+    examples, and each epoch draws its own subset and templates (as LC-Rec re-samples every epoch: with weight 0.5
+    every item gets its alignment examples in some epoch, not a fixed half in all of them). ``mmitemenrich`` uses only
     items in ``train_items`` (``split.json["train"]``) that have an enrichment; without ``enriched`` it is skipped
     with a log line.
     """
@@ -83,7 +86,7 @@ def build_examples(
         bad = [t for t in templates if not 0 <= t < len(TEMPLATES[task])]
         if bad:
             raise ValueError(f"task {task}: template ids {bad} do not exist (0..{len(TEMPLATES[task]) - 1})")
-        rng = random.Random(seed * 1000 + t_idx)
+        rng = random.Random((seed + epoch) * 1000 + t_idx)
         if task == "seqrec":
             if sequences is None:
                 raise ValueError("task seqrec needs the interaction sequences")
@@ -120,24 +123,49 @@ def build_examples(
     return examples
 
 
+def render_example(processor, e: dict) -> dict:
+    """One example as the collator takes it: chat-template text (the same :func:`render` as evaluation), answer token
+    ids, image."""
+    prompt, full = render(processor, e["messages"], e["answer"])
+    end = getattr(processor, "answer_end", "<|im_end|>")  # a text LM's processor names its own (TextProcessor)
+    answer_ids = processor.tokenizer(e["answer"] + end, add_special_tokens=False)["input_ids"]
+    return {"text": full, "answer_ids": answer_ids, "image": e["image"], "task": e["task"], "prompt": prompt}
+
+
 class MultiTaskDataset(Dataset):
-    """Rendered examples: chat-template prompt (the same :func:`render` as evaluation), answer token ids, image."""
+    """Rendered examples (:func:`render_example`), all rendered up front."""
 
     def __init__(self, processor, examples: list[dict]):
-        tok = processor.tokenizer
-        self.rows = []
-        end = getattr(processor, "answer_end", "<|im_end|>")
-        for e in examples:
-            prompt, full = render(processor, e["messages"], e["answer"])
-            answer_ids = tok(e["answer"] + end, add_special_tokens=False)["input_ids"]
-            self.rows.append({"text": full, "answer_ids": answer_ids, "image": e["image"], "task": e["task"],
-                              "prompt": prompt})
+        self.rows = [render_example(processor, e) for e in examples]
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
         return self.rows[i]
+
+
+class EpochMixDataset(Dataset):
+    """The task mix re-drawn every epoch: ``build(epoch)`` gives that epoch's examples (same count every epoch, so
+    the Trainer's step count holds), rendered when read. :meth:`set_epoch` switches epochs; in training
+    ``mmgenrec.finetune.train.EpochMixCallback`` calls it at the start of every epoch, also on resume."""
+
+    def __init__(self, processor, build):
+        self.processor, self.build = processor, build
+        self.epoch, self.examples = 0, build(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            examples = self.build(epoch)
+            if len(examples) != len(self.examples):
+                raise ValueError(f"epoch {epoch}: {len(examples)} examples, epoch {self.epoch} had {len(self.examples)}")
+            self.epoch, self.examples = epoch, examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        return render_example(self.processor, self.examples[i])
 
 
 @dataclass

@@ -21,12 +21,28 @@ from mmgenrec.io import atomic_path
 log = logging.getLogger(__name__)
 
 
-def run_finetune(spec: dict, nproc: int = 1, *, cpu: bool | None = None, log_path: str | None = None) -> None:
-    """``finetune(**spec)`` here when ``nproc == 1`` and no DeepSpeed config is given; otherwise ``torchrun``
-    with ``nproc`` workers (DeepSpeed needs its launcher environment even for one process)."""
+def deepspeed_for(deepspeed, nproc: int, one_process: bool = False) -> str | None:
+    """The DeepSpeed config a run of ``nproc`` processes uses: none when ``deepspeed`` is empty, and none for one
+    process unless ``one_process`` (``finetune.deepspeed_one_process``) asks for it: ZeRO-2 shards optimizer state
+    across processes, so on one GPU it only adds the launcher and its own optimizer path."""
+    if not deepspeed:
+        return None
+    if nproc <= 1 and not one_process:
+        log.info("one training process: DeepSpeed (%s) off; set finetune.deepspeed_one_process: true to use it",
+                 deepspeed)
+        return None
+    return str(deepspeed)
+
+
+def run_finetune(spec: dict, nproc: int = 1, *, cpu: bool | None = None, log_path: str | None = None,
+                 deepspeed_one_process: bool = False) -> None:
+    """``finetune(**spec)`` here when ``nproc == 1`` and DeepSpeed is off (:func:`deepspeed_for`: one process
+    runs without it unless ``deepspeed_one_process``); otherwise ``torchrun`` with ``nproc`` workers (DeepSpeed
+    needs its launcher environment even for one process)."""
     from mmgenrec.finetune.train import finetune
 
-    if nproc <= 1 and not spec.get("deepspeed"):
+    spec = dict(spec, deepspeed=deepspeed_for(spec.get("deepspeed"), nproc, deepspeed_one_process))
+    if nproc <= 1 and not spec["deepspeed"]:
         finetune(**spec)
         return
     import torch

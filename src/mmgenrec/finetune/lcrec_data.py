@@ -39,9 +39,11 @@ def build_lcrec_examples(
     max_history: int = 20,
     max_chars: int = 2000,
     seed: int = 0,
+    epoch: int = 0,
     **_ignored,
 ) -> list[dict]:
-    """Every training example of LC-Rec's task mix (see the module docstring)."""
+    """Every training example of LC-Rec's task mix (see the module docstring); the weighted sample and the templates
+    are drawn again for every ``epoch`` (seeded by seed and epoch), as LC-Rec re-samples its data each epoch."""
     unknown = sorted(set(tasks) - set(LCREC_TASKS))
     if unknown:
         raise ValueError(f"unknown LC-Rec tasks {unknown}; expected some of {LCREC_TASKS}")
@@ -58,7 +60,7 @@ def build_lcrec_examples(
             raise ValueError(f"task {task} needs the item metadata (item.json)")
         if task in ("seqrec", "fusionseqrec") and sequences is None:
             raise ValueError(f"task {task} needs the interaction sequences")
-        rng = random.Random(seed * 1000 + 100 + t_idx)
+        rng = random.Random(seed * 1000 + 100 + t_idx + 1_000_003 * epoch)
         if task in ("seqrec", "fusionseqrec"):
             pool = seqrec_pairs(sequences, max_history)
         else:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from mmgenrec.finetune.data import DEFAULT_TASKS, MultimodalCollator, MultiTaskDataset, TextCollator, build_examples
+from mmgenrec.finetune.data import DEFAULT_TASKS, EpochMixDataset, MultimodalCollator, TextCollator, build_examples
 from mmgenrec.finetune.lcrec_data import DEFAULT_LCREC_TASKS, build_lcrec_examples
 from mmgenrec.io import InputError, atomic_dir, read_json, write_json
 from mmgenrec.models.item_tokens import (
@@ -82,14 +82,38 @@ def trainable_summary(model) -> dict:
             "trainable_non_lora": [n for n in names if "lora_" not in n]}
 
 
-def _fingerprint(settings: dict, files: list) -> str:
-    """Hash of everything that determines the run: settings and the content of the input files (not the model
-    weights, which are large and named by path)."""
+# finetune() arguments that do not change what is trained: where things go, how often to log/checkpoint
+NOT_FINGERPRINTED = ("out_dir", "checkpoint_dir", "keep_checkpoints", "save_steps", "logging_steps", "callbacks")
+INPUT_FILES = ("index_json", "inter_json", "item_json", "enriched_json", "split_json")
+
+
+def run_fingerprint(args: dict) -> str:
+    """Hash of everything that determines the run: every :func:`finetune` argument but :data:`NOT_FINGERPRINTED`
+    (so a new or renamed setting is covered without being listed), the content of the input files and of every
+    file in the image folder (not the model weights, which are large and named by path), and the world size."""
+    settings = {k: v for k, v in args.items() if k not in NOT_FINGERPRINTED + INPUT_FILES + ("image_dir",)}
+    settings["world_size"] = int(os.environ.get("WORLD_SIZE", 1))
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for f in files:
+    for name in INPUT_FILES:
+        f = args.get(name)
+        h.update(f"{name}:".encode())
         if f and Path(f).is_file():
             h.update(Path(f).read_bytes())
+    image_dir = args.get("image_dir")
+    if image_dir and Path(image_dir).is_dir():
+        for f in sorted(p for p in Path(image_dir).rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(image_dir)).encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()
+
+
+def warmup_steps_arg(warmup_ratio: float) -> float:
+    """``TrainingArguments.warmup_steps`` for a warm-up over ``warmup_ratio`` of the steps: transformers 5 reads a
+    value below 1 as that fraction and a value of 1 or more as a step count, so a ratio of 1 would silently mean
+    one step; it is refused (as the schema does)."""
+    if not 0 <= warmup_ratio < 1:
+        raise ValueError(f"warmup_ratio must lie in [0, 1), got {warmup_ratio} (transformers would read "
+                         f"{warmup_ratio} as a number of steps)")
+    return float(warmup_ratio)
 
 
 def _prepare_checkpoints(checkpoint_dir: Path | None, fingerprint: str, is_main: bool) -> None:
@@ -104,6 +128,20 @@ def _prepare_checkpoints(checkpoint_dir: Path | None, fingerprint: str, is_main:
             shutil.rmtree(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_json(stamp, {"fingerprint": fingerprint})
+
+
+def epoch_mix_callback(dataset: EpochMixDataset):
+    """A TrainerCallback that gives ``dataset`` the epoch about to run: ``floor(state.epoch)``, which the Trainer
+    keeps as ``epoch + (step + 1) / steps_in_epoch`` (exactly ``e`` when epoch ``e`` starts, ``e + fraction`` in a
+    checkpoint taken inside epoch ``e``, so a resumed run re-draws the same mix). Driven from the callback, not
+    the dataloader, because accelerate forwards ``set_epoch`` to a dataset only when its sampler has none."""
+    from transformers import TrainerCallback
+
+    class EpochMixCallback(TrainerCallback):
+        def on_epoch_begin(self, args, state, control, **kwargs):
+            dataset.set_epoch(int(math.floor(state.epoch + 1e-9)) if state.epoch else 0)
+
+    return EpochMixCallback()
 
 
 def _resolve_device(device: str) -> str:
@@ -176,17 +214,23 @@ def finetune(
     optimizer steps (0: only at the end of each stage); a rerun with the same settings and inputs resumes from the
     last one, another run discards them. They are removed after a successful save unless ``keep_checkpoints``.
     """
+    args = dict(locals())  # every argument, for the checkpoint fingerprint
     from transformers import Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
+
+    from mmgenrec.quantize.run import load_index  # the validation evaluation applies (collisions allowed)
 
     t0 = time.time()
     set_seed(seed)
     out_dir = Path(out_dir)
-    index = {int(k): v for k, v in read_json(index_json).items()}
-    if not index:
-        raise InputError(f"{index_json}: empty index")
+    warmup = warmup_steps_arg(warmup_ratio)
+    index = load_index(index_json, allow_collisions=True, codebook_size=codebook_size)
     tokens = item_vocabulary(index, codebook_size, all_tokens)
     sequences = read_json(inter_json) if inter_json else None
+    for user, seq in (sequences or {}).items():
+        unknown = [i for i in seq if i not in index]
+        if unknown:
+            raise InputError(f"{inter_json}: user {user}: item {unknown[0]} is not in {index_json}")
     items = read_json(item_json) if item_json else None
     enriched = read_json(enriched_json) if enriched_json else None
     train_items = None
@@ -202,15 +246,7 @@ def finetune(
     plan = resolve_stages(tasks, stages, epochs)
     device = _resolve_device(device)
 
-    settings = {k: v for k, v in locals().items() if k in (
-        "tasks", "stages", "max_history", "max_chars", "lora_r", "lora_alpha", "lora_dropout", "epochs", "batch_size",
-        "grad_accum", "lr", "weight_decay", "warmup_ratio", "padding_side", "gradient_checkpointing", "max_steps",
-        "seed", "dtype", "method")}
-    settings.update(tokens=tokens, model=str(model_dir), deepspeed=str(deepspeed) if deepspeed else None,
-                    world_size=int(os.environ.get("WORLD_SIZE", 1)))
-    if prompt_family != "ours":  # (absent for ours: its fingerprints stay as they were)
-        settings["prompt_family"] = prompt_family
-    fingerprint = _fingerprint(settings, [index_json, inter_json, item_json, enriched_json, split_json])
+    fingerprint = run_fingerprint(dict(args, tasks=tasks, tokens=tokens))
     checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else out_dir.parent / "checkpoints"
     is_main = int(os.environ.get("RANK", 0)) == 0
     _prepare_checkpoints(checkpoint_dir, fingerprint, is_main)
@@ -225,17 +261,21 @@ def finetune(
     stage_logs = []
     for k, stage in enumerate(plan):
         build = EXAMPLE_BUILDERS[prompt_family]
-        examples = build(stage["tasks"], index=index, sequences=sequences, items=items, image_dir=image_dir,
+
+        def mix(epoch, k=k, stage=stage, build=build):  # epoch e of stage k: drawn with seed + k + e
+            return build(stage["tasks"], index=index, sequences=sequences, items=items, image_dir=image_dir,
                                   enriched=enriched, train_items=train_items, max_history=max_history,
-                                  max_chars=max_chars, seed=seed + k)
-        if not examples:
+                                  max_chars=max_chars, seed=seed + k, epoch=epoch)
+
+        dataset = EpochMixDataset(processor, mix)
+        if not len(dataset):
             raise InputError(f"stage {k}: no training examples for tasks {sorted(stage['tasks'])}")
-        dataset = MultiTaskDataset(processor, examples)
+        examples = dataset.examples
         stage_dir = checkpoint_dir / f"stage{k}"
         args = TrainingArguments(
             output_dir=str(stage_dir), per_device_train_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
             num_train_epochs=stage["epochs"], max_steps=max_steps, learning_rate=lr, weight_decay=weight_decay,
-            warmup_steps=warmup_ratio, lr_scheduler_type="cosine", logging_steps=logging_steps,
+            warmup_steps=warmup, lr_scheduler_type="cosine", logging_steps=logging_steps,
             save_strategy="steps", save_steps=save_steps if save_steps > 0 else 10**9, save_total_limit=2,
             report_to=[], seed=seed + k, data_seed=seed + k, use_cpu=not on_gpu,
             bf16=on_gpu and torch.cuda.is_bf16_supported(), remove_unused_columns=False, dataloader_num_workers=0,
@@ -245,7 +285,7 @@ def finetune(
             disable_tqdm=False,
         )
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
-                          callbacks=list(callbacks))
+                          callbacks=[epoch_mix_callback(dataset), *callbacks])
         resume = get_last_checkpoint(str(stage_dir)) if stage_dir.is_dir() else None
         if resume:
             log.info("stage %d: resuming from %s", k, resume)
@@ -303,9 +343,10 @@ def finetune_seqrec(
     if template_ids is None:
         template_ids = ((tasks or {}).get("seqrec") or {}).get("templates") or (0,)
     kwargs.pop("stages", None)
-    kwargs.pop("processes", None)  # a launcher setting: this call trains in the calling process
-    if "deepspeed" in kwargs:
-        kwargs["deepspeed"] = kwargs["deepspeed"] or None  # the config's "" means off
+    from mmgenrec.finetune.launch import deepspeed_for
+
+    kwargs.pop("processes", None)  # a launcher setting: this call trains in the calling process, one process
+    kwargs["deepspeed"] = deepspeed_for(kwargs.get("deepspeed"), 1, kwargs.pop("deepspeed_one_process", False))
     if kwargs.get("checkpoint_dir") is None:
         kwargs["checkpoint_dir"] = Path(out_dir).parent / f".{Path(out_dir).name}.checkpoints"
     return finetune(model_dir, out_dir, index_json=index_json, inter_json=inter_json, all_tokens=all_tokens,

@@ -1,6 +1,7 @@
-"""The semantic-ID ablation grid (tokenizer x collision policy x embedding view), scored downstream.
+"""The semantic-ID ablation grid (tokenizer x collision policy x embedding view x embedding pooling), scored
+downstream.
 
-Each grid point is an id set ``results/<cat>/ids/ablation/<tokenizer>-<policy>-<view>/`` (``index.json``,
+Each grid point is an id set ``results/<cat>/ids/ablation/<tokenizer>-<policy>-<view>-<pooling>/`` (``index.json``,
 ``stats.json``, and after scoring ``seqrec_metrics.json``); :func:`gather` puts every point of every category into
 one table (``results/ablation_ids.csv``).
 
@@ -27,14 +28,17 @@ VIEWS = ("mm", "text", "image")
 METRIC_PREFIXES = ("HR@", "NDCG@", "MRR")
 
 
-def run_name(tokenizer: str, policy: str, view: str) -> str:
-    return f"{tokenizer}-{policy}-{view}"
+def run_name(tokenizer: str, policy: str, view: str, pooling: str = "content") -> str:
+    return f"{tokenizer}-{policy}-{view}-{pooling}"
 
 
-def grid(ablation_cfg: dict) -> list[dict]:
-    """Every (tokenizer, policy, view) of the ``ablation`` config section, in config order."""
-    return [{"tokenizer": t, "policy": p, "view": v, "name": run_name(t, p, v)} for t, p, v in
-            itertools.product(ablation_cfg["tokenizers"], ablation_cfg["policies"], ablation_cfg["views"])]
+def grid(ablation_cfg: dict, embed_pooling: str = "content") -> list[dict]:
+    """Every (tokenizer, policy, view, pooling) of the ``ablation`` config section, in config order (poolings
+    default to the embed section's ``embed_pooling``)."""
+    poolings = ablation_cfg.get("poolings") or [embed_pooling]
+    return [{"tokenizer": t, "policy": p, "view": v, "pooling": pool, "name": run_name(t, p, v, pool)}
+            for t, p, v, pool in itertools.product(ablation_cfg["tokenizers"], ablation_cfg["policies"],
+                                                   ablation_cfg["views"], poolings)]
 
 
 def collapse_collisions(index_json: str | Path, inter_json: str | Path, out_index: str | Path,
@@ -65,10 +69,10 @@ def collapse_collisions(index_json: str | Path, inter_json: str | Path, out_inde
 
 
 def ablation_row(category: str, tokenizer: str, policy: str, view: str, stats_json: str | Path,
-                 metrics_json: str | Path) -> dict:
+                 metrics_json: str | Path, pooling: str = "content") -> dict:
     """One table row: the grid point, its collision and code-usage stats, and its downstream metrics."""
     stats, metrics = read_json(stats_json), read_json(metrics_json)
-    row = {"category": category, "tokenizer": tokenizer, "policy": policy, "view": view,
+    row = {"category": category, "tokenizer": tokenizer, "policy": policy, "view": view, "pooling": pooling,
            "levels": stats["levels"], "codebook_size": stats["codebook_size"]}
     for when in ("before", "after"):
         c = stats[f"collisions_{when}"]
@@ -89,9 +93,10 @@ def ablation_row(category: str, tokenizer: str, policy: str, view: str, stats_js
 
 
 def gather(runs: list[dict], csv_path: str | Path) -> pd.DataFrame:
-    """``runs``: dicts with category, tokenizer, policy, view, stats, metrics (paths); write and return the table."""
+    """``runs``: dicts with category, tokenizer, policy, view, pooling (default content), stats, metrics (paths);
+    write and return the table."""
     table = pd.DataFrame([ablation_row(r["category"], r["tokenizer"], r["policy"], r["view"], r["stats"],
-                                       r["metrics"]) for r in runs])
+                                       r["metrics"], r.get("pooling", "content")) for r in runs])
     with atomic_path(csv_path, suffix=".csv") as tmp:
         table.to_csv(tmp, index=False)
     return table

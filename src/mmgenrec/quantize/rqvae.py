@@ -61,11 +61,17 @@ class RQVAE(nn.Module):
 
     ``sinkhorn_epsilon`` has one entry per level: a level with epsilon > 0 picks its codes in training by a
     Sinkhorn-balanced assignment over the batch (LC-Rec's ``sk_epsilons``); 0 means the nearest code.
+
+    ``detach_residual`` (default, LC-Rec's behaviour): the residual handed to level ``l + 1`` carries no gradient
+    (LC-Rec subtracts the straight-through output ``r + (q - r).detach()``, whose gradient w.r.t. ``r`` cancels),
+    so only the first level's commitment loss pulls the encoder. ``False``: the residual ``r - q.detach()`` keeps
+    its gradient and every level's commitment loss pulls the encoder.
     """
 
     def __init__(self, in_dim: int, *, levels: int, codebook_size: int, hidden: list[int], latent_dim: int,
                  beta: float = 0.25, batch_norm: bool = False, dropout: float = 0.0,
-                 sinkhorn_epsilon: list[float] | None = None, sinkhorn_iters: int = 50):
+                 sinkhorn_epsilon: list[float] | None = None, sinkhorn_iters: int = 50,
+                 detach_residual: bool = True):
         super().__init__()
         if not isinstance(batch_norm, bool):
             raise TypeError(f"batch_norm must be true or false, got {batch_norm!r}")
@@ -76,6 +82,7 @@ class RQVAE(nn.Module):
             raise ValueError(f"sinkhorn_epsilon needs {levels} non-negative values (one per level), got {eps}")
         self.levels, self.codebook_size, self.beta = levels, codebook_size, beta
         self.sinkhorn_epsilon, self.sinkhorn_iters = eps, sinkhorn_iters
+        self.detach_residual = bool(detach_residual)
         self.encoder = mlp([in_dim, *hidden, latent_dim], batch_norm, dropout)
         self.decoder = mlp([latent_dim, *reversed(hidden), in_dim], batch_norm, dropout)
         self.codebooks = nn.ModuleList(nn.Embedding(codebook_size, latent_dim) for _ in range(levels))
@@ -96,7 +103,7 @@ class RQVAE(nn.Module):
             # codebook vectors move towards the residual; the encoder commits to the codes (weight beta)
             quant = quant + F.mse_loss(q, r.detach()) + self.beta * F.mse_loss(q.detach(), r)
             q_sum = q_sum + q
-            r = r - q.detach()
+            r = (r - q).detach() if self.detach_residual else r - q.detach()
             codes.append(idx)
         quant = quant / self.levels  # mean over levels, as in LC-Rec
         z_q = z + (q_sum - z).detach()  # straight-through: the decoder's gradient flows on into the encoder
@@ -193,10 +200,10 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
                 dropout: float = 0.0, sinkhorn_epsilon: list[float] | None = None, sinkhorn_iters: int = 50,
                 warmup_epochs: int = 0, lr_scheduler: str = "constant", eval_every: int = 0,
                 select: str = "best_loss", seed: int = 0, device: str = "cpu",
-                kmeans_iters: int = 100) -> tuple[RQVAE, list[dict], dict]:
+                kmeans_iters: int = 100, detach_residual: bool = True) -> tuple[RQVAE, list[dict], dict]:
     """Train an RQ-VAE on the rows of ``x`` (LC-Rec's recipe); return ``(model, history, checkpoints)``.
 
-    AdamW with a linear warm-up over ``warmup_epochs`` epochs, then a ``constant``, ``linear``ly or ``cosine``
+    ``detach_residual``: see :class:`RQVAE` (LC-Rec's default: True). AdamW with a linear warm-up over ``warmup_epochs`` epochs, then a ``constant``, ``linear``ly or ``cosine``
     decaying rate (``transformers.get_scheduler``). Two checkpoints are kept: the state with the lowest epoch loss and the state
     with the lowest collision rate of nearest-code tuples over all rows (checked every ``eval_every`` epochs, 0 =
     every max(1, epochs // 10), and at the last epoch; ties keep the earlier, lower-loss one). ``select``
@@ -217,7 +224,8 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
     n = len(x_t)
     model = RQVAE(x_t.shape[1], levels=levels, codebook_size=codebook_size, hidden=list(hidden),
                   latent_dim=latent_dim, beta=beta, batch_norm=batch_norm, dropout=dropout,
-                  sinkhorn_epsilon=sinkhorn_epsilon, sinkhorn_iters=sinkhorn_iters).to(device)
+                  sinkhorn_epsilon=sinkhorn_epsilon, sinkhorn_iters=sinkhorn_iters,
+                  detach_residual=detach_residual).to(device)
     log.info("RQ-VAE: %d items x %d dims, %d levels x %d codes, hidden %s, latent %d, %d parameters, "
              "batch_norm %s, sinkhorn epsilon %s", n, x_t.shape[1], levels, codebook_size, list(hidden), latent_dim,
              sum(p.numel() for p in model.parameters()), batch_norm, model.sinkhorn_epsilon)
