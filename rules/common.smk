@@ -22,6 +22,20 @@ def method_spec(method):
     return config["methods"][method]
 
 
+def extra_method_rows():
+    """Result folders a kind writes besides its own, as rows of the summary: MQL4Rec's single-modality rankings
+    (results/<cat>/<method>_text and _image; the method's own folder holds the fused ranking)."""
+    extra = [f"{m}_{modality}" for m in methods_of_kind("mql4rec") for modality in ("text", "image")]
+    clash = sorted(set(extra) & set(METHODS))
+    if clash:
+        raise ValueError(f"method name {clash[0]!r} is taken by an MQL4Rec method's single-modality results")
+    return extra
+
+
+# every method's results folder the summary reads (the methods and the extra rows above)
+REPORTED_METHODS = METHODS + extra_method_rows()
+
+
 # Methods whose model is a finetuned VLM at results/<cat>/<method>/model (ours and its variants).
 GENERATIVE_METHODS = methods_of_kind("vlm_genrec")
 

@@ -123,8 +123,9 @@ rule evaluate_i2i:
 
 rule summary:
     input:
-        metrics=expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES, method=METHODS),
-        topk=expand("results/{category}/{method}/seqrec_topk.jsonl", category=CATEGORIES, method=METHODS),
+        metrics=expand("results/{category}/{method}/seqrec_metrics.json", category=CATEGORIES,
+                       method=REPORTED_METHODS),
+        topk=expand("results/{category}/{method}/seqrec_topk.jsonl", category=CATEGORIES, method=REPORTED_METHODS),
         textgen=expand("results/{category}/{method}/textgen_metrics.json", category=CATEGORIES,
                        method=TEXTGEN_SYSTEMS),
         i2i=expand("results/{category}/i2i_metrics.json", category=CATEGORIES) if I2I_ENABLED else [],

@@ -46,12 +46,15 @@ def codes_to_index(codes: np.ndarray, letters: str = LETTERS) -> dict[str, list[
 
 
 def expected_letters(tokens: list[str]) -> str | None:
-    """The letters a valid token list must carry, given its case layout: ``abcd`` or ``abcdABCD`` (MQL4Rec:
-    lowercase run from ``a``, then an uppercase run from ``A``); None when no layout fits."""
+    """The letters a valid token list must carry, given its case layout: ``abcd``, ``abcdABCD`` (MQL4Rec:
+    lowercase run from ``a``, then an uppercase run from ``A``) or ``ABCD`` (an image-only MQL4Rec id set);
+    None when no layout fits."""
     lower = 0
     while lower < len(tokens) and TOKEN.fullmatch(tokens[lower]) and TOKEN.fullmatch(tokens[lower]).group(1).islower():
         lower += 1
     upper = len(tokens) - lower
+    if lower == 0 and 0 < upper <= len(UPPER):  # an image-only MQL4Rec id set (the published vitemb files)
+        return UPPER[:upper]
     if lower == 0 or lower > len(LETTERS) or upper > len(UPPER):
         return None
     return LETTERS[:lower] + UPPER[:upper]
