@@ -46,6 +46,20 @@ def method_spec(method):
     return config["methods"][method]
 
 
+def extra_method_rows():
+    """Result folders a kind writes besides its own, as rows of the summary: MQL4Rec's single-modality rankings
+    (results/<cat>/<method>_text and _image; the method's own folder holds the fused ranking)."""
+    extra = [f"{m}_{modality}" for m in methods_of_kind("mql4rec") for modality in ("text", "image")]
+    clash = sorted(set(extra) & set(METHODS))
+    if clash:
+        raise ValueError(f"method name {clash[0]!r} is taken by an MQL4Rec method's single-modality results")
+    return extra
+
+
+# every method's results folder the summary reads (the methods and the extra rows above)
+REPORTED_METHODS = METHODS + extra_method_rows()
+
+
 # Methods whose model is a finetuned VLM at results/<cat>/<method>/model (ours and its variants).
 GENERATIVE_METHODS = methods_of_kind("vlm_genrec")
 
@@ -230,9 +244,20 @@ def generative_in(category):
     return [m for m in category_methods(category) if m in GENERATIVE_METHODS]
 
 
+def reported_in(category):
+    """The result folders the summary reads for a category: its methods, plus the extra rows a kind writes
+    (:func:`extra_method_rows`: MQL4Rec's single-modality rankings)."""
+    out = []
+    for m in category_methods(category):
+        out.append(m)
+        if method_spec(m)["kind"] == "mql4rec":
+            out += [f"{m}_text", f"{m}_image"]
+    return out
+
+
 def method_outputs(name):
-    """``results/<cat>/<method>/<name>`` for every category and every method that runs on it."""
-    return [f"results/{cat}/{m}/{name}" for cat in CATEGORIES for m in category_methods(cat)]
+    """``results/<cat>/<method>/<name>`` for every category and every result folder it reports."""
+    return [f"results/{cat}/{m}/{name}" for cat in CATEGORIES for m in reported_in(cat)]
 
 
 def all_targets():

@@ -205,13 +205,21 @@ def test_mql4rec_index(tmp_path):
     "tokens",
     [["<a_1>", "<A_2>", "<b_3>"],  # case goes back to lowercase
      ["<a_1>", "<B_2>"],  # uppercase run must start at A
-     ["<A_1>", "<B_2>"]],  # must start lowercase
+     ["<A_1>", "<C_2>"],  # an image-only (all uppercase) id set runs from A too
+     ["<A_1>", "<b_2>"]],  # uppercase, then lowercase
 )
 def test_load_index_rejects_bad_mql4rec_layouts(tmp_path, tokens):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"0": tokens}))
     with pytest.raises(InputError, match=r"bad\.json: item 0"):
         load_index(path)
+
+
+def test_load_index_accepts_an_image_only_uppercase_id_set(tmp_path):
+    # the published MQL4GRec image ids (Instruments.index_vitemb.json) spell every level in upper case
+    path = tmp_path / "vit.json"
+    path.write_text(json.dumps({"0": ["<A_1>", "<B_2>"], "1": ["<A_3>", "<B_0>"]}))
+    assert load_index(path) == {0: ["<A_1>", "<B_2>"], 1: ["<A_3>", "<B_0>"]}
 
 
 # ---------------------------------------------------------------------------------------------------------------

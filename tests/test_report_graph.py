@@ -55,8 +55,9 @@ def test_real_config_dry_run_plans_every_job_offline(tmp_path):
     assert int(counts["finetune"]) == int(counts["finetune_multistage"]) == int(counts["merge_adapters"]) == n_cat
     assert int(counts["textgen_baseline"]) == n_cat * len(cfg["evaluate"]["textgen"]["baselines"])
     assert counts["download_model"] == counts["summary"] == "1"
-    # one quantize job per category and id set a method uses (rqvae; lcrec's text-view id set)
-    used = {m.get("idset", "rqvae") for m in methods.values() if m["kind"] in ("vlm_genrec", "lm_genrec")}
+    # one quantize job per category and id set a method uses (rqvae; the text-LLM id set; MQL4Rec's image one)
+    used = {m.get("idset", "rqvae") for m in methods.values() if m["kind"] in ("vlm_genrec", "lm_genrec", "t5_genrec")}
+    used |= {s for m in methods.values() if m["kind"] == "mql4rec" for s in m["idsets"].values()}
     assert int(counts["quantize"]) == n_cat * len(used)
     lm = [m for m, spec in methods.items() if spec["kind"] == "lm_genrec"]
     assert int(counts["finetune_lm"]) == int(counts["evaluate_lm"]) == n_cat * len(lm)
