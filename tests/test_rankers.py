@@ -269,3 +269,15 @@ def test_captions_every_image_and_counts_the_rest(tmp_path, one_torch_thread):
     assert saved["model_class"] == "Blip2ForConditionalGeneration"
     assert sorted(saved["captions"]) == ["0", "2"] and saved["n_without_image"] == 2 and saved["n_items"] == 4
     assert r["n_captioned"] == 2
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[1] / "rules/methods/sequential.smk").exists(),
+                    reason="the rankers' retriever (kind sequential) has not landed on this branch")
+def test_dry_run_plans_the_rankers_and_their_retriever(tmp_path):
+    from smkrun import dry_run_jobs
+
+    targets = [f"results/demo_music/{m}/seqrec_metrics.json" for m in
+               ("mllm4rec", "llamarec", "tallrec", "collm", "collm_faissret")]
+    rules = Counter(j["rule"] for j in dry_run_jobs(tmp_path, *targets))
+    assert rules["llm_ranker"] == 2 and rules["collm"] == 2 and rules["collm_faissret"] == 1
+    assert rules["caption_items"] == 1 and rules["sequential"] == 1
