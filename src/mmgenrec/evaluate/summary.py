@@ -22,6 +22,11 @@ from mmgenrec.io import InputError, atomic_path, iter_json_lines, read_json, wri
 METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 TEXT_METRICS = ("BLEU", "chrF", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BERTScore-F1")
 I2I_METRICS = ("Hit@1", "Hit@5", "Hit@10", "NDCG@10")
+# candidate rankers' extra keys in seqrec_metrics.json (mmgenrec.methods.llm_ranker / collm): the retrieval subset,
+# the retriever's own order, and the pointwise AUC / UAUC of the yes/no rankers
+RANKER_METRICS = ("retrieval_recall", "subset_HR@10", "subset_NDCG@10", "retriever_HR@10", "retriever_NDCG@10",
+                  "retriever_subset_NDCG@10", "AUC", "UAUC", "AUC_warm", "UAUC_warm", "AUC_cold", "UAUC_cold",
+                  "retrieval_ms_per_user")
 COLUMNS = ["task", "category", "method", "metric", "value"]
 
 
@@ -123,6 +128,10 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
             if metric in data:
                 rows.append({"task": "seqrec", "category": category, "method": method, "metric": metric,
                              "value": float(data[metric])})
+        for metric in RANKER_METRICS:
+            if data.get(metric) is not None:
+                rows.append({"task": "ranker", "category": category, "method": method, "metric": metric,
+                             "value": float(data[metric])})
         several = len(data.get("template_ids", [])) > 1  # min/max over prompt templates
         for metric, stats in (data.get("template_stats", {}) if several else {}).items():
             for key in ("min", "max"):
@@ -193,6 +202,10 @@ def summarize(metric_files: list[str | Path], csv_path: str | Path, markdown_pat
     if len(ranges):
         text += "\nRange over prompt templates (min / max):\n\n" + _markdown_wide(
             ranges, tuple(f"{m} template {k}" for m in METRICS for k in ("min", "max")))
+    rk = long[long.task == "ranker"]
+    if len(rk):
+        text += ("\n## Candidate rankers (subset: users whose target was retrieved; retriever: its own order of the "
+                 "same candidates; AUC/UAUC: target vs sampled unseen items)\n\n" + _markdown_wide(rk, RANKER_METRICS))
     boot = long[long.task == "bootstrap"]
     if len(boot):
         table = []
