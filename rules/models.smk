@@ -112,3 +112,40 @@ for _name, _spec in config["evaluate"].get("textgen", {}).get("baselines", {}).i
                 "../envs/torch.yaml"
             script:
                 "../workflow/scripts/download_model.py"
+
+
+# Other local model folders the config names with a Hugging Face id (the rankers' LLMs, the captioner): each fetched
+# once into its path by one job (rule download_models, the path as wildcard), unless another rule already makes it.
+def _hub_models():
+    found = {}
+    for spec in config["methods"].values():
+        m = spec.get("model")
+        if isinstance(m, dict) and m.get("hf_repo"):
+            found.setdefault(m["path"], (m["hf_repo"], m.get("revision")))
+    cap = config.get("captions", {})
+    if cap.get("hf_repo"):
+        found.setdefault(cap["model"], (cap["hf_repo"], cap.get("revision")))
+    made = {config["model"]["path"], config.get("text_encoder", {}).get("path")}
+    made |= {s.get("path") for s in config["evaluate"].get("textgen", {}).get("baselines", {}).values()}
+    return {path: spec for path, spec in found.items() if path not in made}
+
+
+HUB_MODELS = _hub_models()
+
+if HUB_MODELS:
+
+    rule download_models:
+        output:
+            directory("{hub_model_path}"),
+        wildcard_constraints:
+            hub_model_path=alternatives(HUB_MODELS),
+        params:
+            repo=lambda wc: HUB_MODELS[wc.hub_model_path][0],
+            revision=lambda wc: HUB_MODELS[wc.hub_model_path][1],
+        retries: 2
+        log:
+            "logs/download_models/{hub_model_path}.log",
+        conda:
+            "../envs/torch.yaml"
+        script:
+            "../workflow/scripts/download_model.py"
