@@ -176,9 +176,16 @@ def method_params(wildcards):
 EVAL_KEYS = ("split", "top_k", "max_users", "exclude_history")
 
 
+HM_SOURCES = ("hm", "synthetic_hm")
+
+
 def eval_params(wildcards):
+    """The shared evaluate keys; H&M-format categories also get map_k=12 (MAP@12, the Kaggle metric)."""
     cfg = merged("evaluate", wildcards.category)
-    return {k: cfg[k] for k in EVAL_KEYS if k in cfg}
+    out = {k: cfg[k] for k in EVAL_KEYS if k in cfg}
+    if source_of(wildcards.category) in HM_SOURCES:
+        out["map_k"] = 12
+    return out
 
 
 def method_idset(method):
