@@ -42,7 +42,7 @@ include: "rules/evaluate.smk"
 
 
 # one rules file per method kind (config `methods: {name: {kind: ...}}`)
-for _kind in ("vlm_genrec", "popularity"):
+for _kind in ("vlm_genrec", "popularity", "unimp", "vlm_candidates"):
 
     include: f"rules/methods/{_kind}.smk"
 

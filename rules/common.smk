@@ -136,8 +136,8 @@ def raw_files(wildcards):
         if config.get("download", {}).get("images", {}).get("enabled", True):
             files["images_done"] = f"{root}/images.done"
         return files
-    if source == "hm":
-        root = Path(cfg["raw_dir"])
+    if source in ("hm", "synthetic_hm"):
+        root = Path(cfg["raw_dir"]) if source == "hm" else Path(f"resources/raw_hm/{cat}")
         return {key: str(root / name) for key, name in
                 (("articles", "articles.csv"), ("customers", "customers.csv"),
                  ("transactions", "transactions_train.csv"))}
@@ -155,6 +155,7 @@ def raw_image_dir(wildcards):
         "local": str(Path(cfg.get("raw_dir", "")) / "images"),
         "download": f"{amazon_dir(cat)}/images",
         "hm": str(Path(cfg.get("raw_dir", "")) / "images"),
+        "synthetic_hm": f"resources/raw_hm/{cat}/images",
         "prepared": str(Path(cfg.get("prepared_dir") or f"resources/prepared/{cat}") / "images"),
     }[cfg["source"]]
 

@@ -42,7 +42,7 @@ SELECT_Q = "Candidates: {candidates}. Which candidate will the user choose next?
 
 DEFAULTS = dict(max_history=5, max_images=3, tasks={"search": 0.25, "selection": 0.25}, rec_weight=2.0,
                 focal_gamma=2.0, n_select_candidates=5, lora_r=8, lora_alpha=32, lora_dropout=0.0, epochs=3,
-                batch_size=8, lr=1e-3, num_beams=20, eval_batch_size=16, valid_users=None, save_steps=0, seed=0)
+                batch_size=8, lr=1e-3, num_beams=20, eval_batch_size=16, valid_users=None, train_users=None, save_steps=0, seed=0)
 
 
 def item_token(item: int) -> str:
@@ -71,7 +71,7 @@ def build_examples(sequences: dict[str, list[int]], items: dict, image_dir, cfg:
     fractions of those pairs). Asserts that no example's history holds its target."""
     rng = random.Random(cfg["seed"])
     pairs = []
-    for user, seq in train_sequences(sequences).items():
+    for user, seq in list(train_sequences(sequences).items())[: cfg["train_users"]]:
         for t in range(1, len(seq)):
             pairs.append((user, seq[max(0, t - cfg["max_history"]):t], seq[t]))
     out = []

@@ -35,7 +35,7 @@ LETTERS = [chr(65 + i) for i in range(26)]
 QUESTION = "Which candidate will the customer buy next? Answer with its letter."
 DEFAULTS = dict(max_history=10, n_candidates=10, eval_candidates="sampled", max_words=12, lora_r=8,
                 lora_alpha=32, lora_dropout=0.0, epochs=3, batch_size=8, lr=1e-3, eval_batch_size=16,
-                valid_users=None, save_steps=0, seed=0)
+                valid_users=None, train_users=None, save_steps=0, seed=0)
 
 
 def article_text(item: dict, max_words: int) -> str:
@@ -73,7 +73,7 @@ def popular_candidates(order: list[int], history: list[int], n: int) -> list[int
 def build_examples(sequences, items, image_dir, cfg, n_items) -> list[dict]:
     rng = random.Random(cfg["seed"])
     out = []
-    for seq in train_sequences(sequences).values():
+    for seq in list(train_sequences(sequences).values())[: cfg["train_users"]]:
         for t in range(1, len(seq)):
             history, target = seq[max(0, t - cfg["max_history"]):t], seq[t]
             if target in history:
