@@ -140,6 +140,9 @@ def demo_config(tmp_path, edit=None):
     cfg = yaml.safe_load(DEMO.read_text())
     if edit:
         edit(cfg)
+    for cat in cfg["categories"].values():  # a removed method leaves the categories' method lists too
+        if "methods" in cat:
+            cat["methods"] = [m for m in cat["methods"] if m in cfg["methods"]]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
