@@ -138,11 +138,13 @@ def test_real_published_id_sets(shared_data, tmp_path):
 
 def demo_config(tmp_path, edit=None):
     cfg = yaml.safe_load(DEMO.read_text())
+    before = set(cfg["methods"])
     if edit:
         edit(cfg)
+    removed = before - set(cfg["methods"])
     for cat in cfg["categories"].values():  # a removed method leaves the categories' method lists too
         if "methods" in cat:
-            cat["methods"] = [m for m in cat["methods"] if m in cfg["methods"]]
+            cat["methods"] = [m for m in cat["methods"] if m not in removed]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -187,8 +189,12 @@ def test_unknown_kind_or_missing_id_set_is_refused(tmp_path):
     proc = smk(tmp_path, "-n", config=demo_config(tmp_path, lambda c: c["methods"].update(x={"kind": "nope"})),
                check=False)
     assert proc.returncode != 0 and "'nope' is not one of" in proc.stdout + proc.stderr
-    proc = smk(tmp_path, "-n", config=demo_config(
-        tmp_path, lambda c: c["methods"].update(x={"kind": "vlm_genrec", "idset": "nope"})), check=False)
+    def add_x(c):
+        c["methods"].update(x={"kind": "vlm_genrec", "idset": "nope"})
+        for cat in c["categories"].values():  # categories with a method list must list it to run it
+            cat.get("methods", []).append("x")
+
+    proc = smk(tmp_path, "-n", config=demo_config(tmp_path, add_x), check=False)
     assert proc.returncode != 0 and "id set 'nope' is not in the config's idsets" in proc.stdout + proc.stderr
 
 
