@@ -42,7 +42,8 @@ include: "rules/evaluate.smk"
 
 
 # one rules file per method kind (config `methods: {name: {kind: ...}}`)
-for _kind in ("vlm_genrec", "popularity", "sequential", "lm_genrec", "t5_genrec", "mql4rec", "llm_ranker", "collm"):
+for _kind in ("vlm_genrec", "popularity", "sequential", "lm_genrec", "t5_genrec", "mql4rec", "llm_ranker", "collm",
+              "unimp", "vlm_candidates"):
 
     include: f"rules/methods/{_kind}.smk"
 

@@ -150,8 +150,8 @@ def raw_files(wildcards):
         if config.get("download", {}).get("images", {}).get("enabled", True):
             files["images_done"] = f"{root}/images.done"
         return files
-    if source == "hm":
-        root = Path(cfg["raw_dir"])
+    if source in ("hm", "synthetic_hm"):
+        root = Path(cfg["raw_dir"]) if source == "hm" else Path(f"resources/raw_hm/{cat}")
         return {key: str(root / name) for key, name in
                 (("articles", "articles.csv"), ("customers", "customers.csv"),
                  ("transactions", "transactions_train.csv"))}
@@ -169,6 +169,7 @@ def raw_image_dir(wildcards):
         "local": str(Path(cfg.get("raw_dir", "")) / "images"),
         "download": f"{amazon_dir(cat)}/images",
         "hm": str(Path(cfg.get("raw_dir", "")) / "images"),
+        "synthetic_hm": f"resources/raw_hm/{cat}/images",
         "prepared": str(Path(cfg.get("prepared_dir") or f"resources/prepared/{cat}") / "images"),
     }[cfg["source"]]
 
@@ -190,9 +191,16 @@ def method_params(wildcards):
 EVAL_KEYS = ("split", "top_k", "max_users", "exclude_history")
 
 
+HM_SOURCES = ("hm", "synthetic_hm")
+
+
 def eval_params(wildcards):
+    """The shared evaluate keys; H&M-format categories also get map_k=12 (MAP@12, the Kaggle metric)."""
     cfg = merged("evaluate", wildcards.category)
-    return {k: cfg[k] for k in EVAL_KEYS if k in cfg}
+    out = {k: cfg[k] for k in EVAL_KEYS if k in cfg}
+    if source_of(wildcards.category) in HM_SOURCES:
+        out["map_k"] = 12
+    return out
 
 
 def method_idset(method):
@@ -228,15 +236,24 @@ def idset_vectors(category, idset):
 
 
 def category_methods(category):
-    """The methods that run on a category: all, or the category's own `methods:` list (config order kept)."""
-    only = config["categories"][category].get("methods")
-    if only is None:
+    """The methods that run on a category: all, the category's own `methods:` list, or all but its
+    `methods: {exclude: [...]}` (config order kept)."""
+    spec = config["categories"][category].get("methods")
+    if spec is None:
         return METHODS
-    unknown = [m for m in only if m not in METHODS]
+    named = spec["exclude"] if isinstance(spec, dict) else spec
+    unknown = [m for m in named if m not in METHODS]
     if unknown:
         raise WorkflowError(f"categories.{category}.methods names {unknown}, which are not in the config's methods "
                             f"({METHODS})")
-    return [m for m in METHODS if m in only]
+    if isinstance(spec, dict):
+        return [m for m in METHODS if m not in named]
+    return [m for m in METHODS if m in named]
+
+
+def uses_ids(category):
+    """Whether a method of the category decodes semantic IDs (an `idset` or `idsets` entry)."""
+    return any("idset" in method_spec(m) or "idsets" in method_spec(m) for m in category_methods(category))
 
 
 def generative_in(category):

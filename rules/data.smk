@@ -20,6 +20,25 @@ rule synthesize_raw:
         "../workflow/scripts/synthesize_raw.py"
 
 
+rule synthesize_hm:
+    # source synthetic_hm: a small category in the H&M Kaggle format (articles, customers, transactions, images)
+    output:
+        articles="resources/raw_hm/{category}/articles.csv",
+        customers="resources/raw_hm/{category}/customers.csv",
+        transactions="resources/raw_hm/{category}/transactions_train.csv",
+        images=directory("resources/raw_hm/{category}/images"),
+    params:
+        synthetic=lambda wc: canonical(config["categories"][wc.category].get("synthetic_hm", {})),
+    log:
+        "logs/synthesize_hm/{category}.log",
+    benchmark:
+        "benchmarks/synthesize_hm/{category}.tsv"
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/synthesize_hm.py"
+
+
 def download_url(kind):
     return lambda wc: config.get("download", {})[f"{kind}_url"]
 

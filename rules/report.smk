@@ -31,7 +31,7 @@ rule report_summary:
 rule report_category:
     input:
         metrics=lambda wc: [f"results/{wc.category}/{m}/seqrec_metrics.json" for m in category_methods(wc.category)],
-        id_stats=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/stats.json",
+        id_stats=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/stats.json" if uses_ids(wc.category) else [],
         models=lambda wc: [f"results/{wc.category}/{m}/model" for m in generative_in(wc.category)],
     output:
         hr=report("results/report/{category}/hr_at_10.png", caption="../workflow/report/hr_at_10.rst",

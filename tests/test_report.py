@@ -51,6 +51,21 @@ def test_category_figures(tmp_path):
         category_figures("cat", metrics, stats, logs, *map(str, out))
 
 
+def test_category_figures_for_imported_or_no_ids(tmp_path):
+    metrics = {"tiger": _write(tmp_path / "t.json", {"HR@10": 0.1})}
+    imported = _write(tmp_path / "imported.json", {"imported": True, "n_items": 6, "collision_rate": 0.25,
+                                                   "used_codes": [3, 4], "codebook_size_seen": [4, 8]})
+    for stats in (imported, None):
+        out = [tmp_path / f"{stats is None}{i}.png" for i in range(3)]
+        category_figures("cat", metrics, stats, {}, *map(str, out))
+        with Image.open(out[1]) as im:
+            assert im.format == "PNG" and im.width > 200
+    with pytest.raises(InputError, match=r"imported\.json: missing field 'used_codes'"):
+        category_figures("cat", metrics, _write(tmp_path / "imported.json", {"imported": True, "collision_rate": 0,
+                                                                            "codebook_size_seen": [4]}),
+                         {}, *map(str, out))
+
+
 def test_summary_table(tmp_path):
     csv = tmp_path / "summary.csv"
     pd.DataFrame([("c1", "ours", "HR@10", 0.43456), ("c1", "popularity", "HR@10", 0.1),

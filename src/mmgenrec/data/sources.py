@@ -9,6 +9,8 @@ Sources (``categories.<name>.source`` in the config):
                ``images/``)
 ``hm``         the H&M Kaggle files in ``raw_dir`` (``articles.csv``, ``customers.csv``, ``transactions_train.csv``,
                ``images/<3 digits>/<article_id>.jpg``)
+``synthetic_hm``  the demo's generator writes the H&M files (``resources/raw_hm/<name>/``,
+               :mod:`mmgenrec.data.synthetic_hm`), prepared like ``hm``
 ``prepared``   an already prepared LC-Rec-style folder: downloaded from Google Drive / a URL (``gdrive_id`` / ``url``)
                or read from ``prepared_dir``
 
@@ -24,7 +26,7 @@ from mmgenrec.io import InputError, atomic_path, iter_json_lines, write_json
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthetic", "download", "local", "hm", "prepared")
+SOURCES = ("synthetic", "download", "local", "hm", "synthetic_hm", "prepared")
 HM_FILES = {"articles": "articles.csv", "customers": "customers.csv", "transactions": "transactions_train.csv"}
 
 
@@ -38,7 +40,7 @@ def prepare_source(source: str, inputs: dict, out_dir: str | Path, name: str, *,
         return prepare_category(inputs["meta"], inputs["reviews"], image_dir, out_dir, name,
                                 min_interactions=min_interactions, max_history=max_history,
                                 fallback_title=fallback_title)
-    if source == "hm":
+    if source in ("hm", "synthetic_hm"):
         from mmgenrec.data.hm import prepare_hm
 
         return prepare_hm(inputs["articles"], inputs.get("customers"), inputs["transactions"], image_dir, out_dir,

@@ -19,7 +19,7 @@ import pandas as pd
 from mmgenrec.evaluate.metrics import paired_bootstrap
 from mmgenrec.io import InputError, atomic_path, iter_json_lines, read_json, write_text
 
-METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
+METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR", "MAP@12")  # MAP@12: H&M categories only
 TEXT_METRICS = ("BLEU", "chrF", "ROUGE-1", "ROUGE-2", "ROUGE-L", "BERTScore-F1")
 I2I_METRICS = ("Hit@1", "Hit@5", "Hit@10", "NDCG@10")
 # candidate rankers' extra keys in seqrec_metrics.json (mmgenrec.methods.llm_ranker / collm): the retrieval subset,

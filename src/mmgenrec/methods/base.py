@@ -45,6 +45,13 @@ def train_sequences(sequences: Mapping[str, Sequence[int]]) -> dict[str, list[in
     return {u: list(s[:-2]) for u, s in sequences.items()}
 
 
+def map_at_k(ranked: Sequence[int], target: int, k: int = 12) -> float:
+    """Kaggle's AP@k for one customer whose one relevant article is ``target``: with a single relevant item the
+    average precision is ``1/rank`` when it is among the first ``k``, else 0 (MAP@12 is its mean over customers)."""
+    head = [int(i) for i in ranked[:k]]
+    return 1.0 / (head.index(int(target)) + 1) if int(target) in head else 0.0
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """The evaluate section's method-independent settings (the rules pass them as ``params.evaluation``)."""
@@ -53,6 +60,7 @@ class Evaluation:
     top_k: int = 10
     max_users: int | None = None
     exclude_history: bool = False
+    map_k: int | None = None  # H&M categories: also MAP@map_k (the Kaggle metric, 12), on lists that long
 
     @classmethod
     def from_params(cls, params: Mapping) -> Evaluation:
@@ -73,18 +81,23 @@ class Evaluation:
 
     def n_ranked(self, max_history: int) -> int:
         """How long a ranked list a method must produce so that ``top_k`` remain after history exclusion."""
-        return self.top_k + (max_history if self.exclude_history else 0)
+        return max(self.top_k, self.map_k or 0) + (max_history if self.exclude_history else 0)
 
-    def finish(self, ranked: Sequence[int], history: Sequence[int]) -> list[int]:
+    def finish(self, ranked: Sequence[int], history: Sequence[int], k: int | None = None) -> list[int]:
         """A method's ranked list -> the scored list: history items dropped when configured, cut at ``top_k``."""
         if self.exclude_history:
             seen = set(history)
             ranked = [i for i in ranked if i not in seen]
-        return [int(i) for i in ranked[: self.top_k]]
+        return [int(i) for i in ranked[: k or self.top_k]]
 
     def write(self, metrics_path, topk_path, examples: Sequence[Example], lists_by_template: dict[str, list],
               summary: dict, *, collided=frozenset()) -> dict:
-        """Metrics JSON + per-user JSONL through the one metric code (:func:`write_results`)."""
+        """Metrics JSON + per-user JSONL through the one metric code (:func:`write_results`); with ``map_k`` the
+        summary also gets ``MAP@<map_k>`` (mean over users and templates of :func:`map_at_k`)."""
+        if self.map_k:
+            aps = [map_at_k(self.finish(r, ex.history, self.map_k), ex.target, self.map_k)
+                   for lists in lists_by_template.values() for r, ex in zip(lists, examples)]
+            summary = {f"MAP@{self.map_k}": sum(aps) / max(len(aps), 1), **summary}
         finished = {t: [self.finish(r, ex.history) for r, ex in zip(lists, examples)]
                     for t, lists in lists_by_template.items()}
         summary = {"split": self.split, "top_k": self.top_k, "exclude_history": self.exclude_history, **summary}

@@ -38,9 +38,47 @@ def _read(path: str | Path, *keys: str) -> dict:
     return data
 
 
-def category_figures(category: str, metrics: dict[str, str], id_stats: str, train_logs: dict[str, str],
+def _id_set_figure(category: str, id_stats: str | None, png: str) -> dict:
+    """Collision rates and per-level code usage of the category's id set: one we built (before / after the
+    collision policy), an imported one (its own collisions), or none (no method of the category uses IDs)."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
+    if id_stats is None:
+        stats = {}
+        for ax in (ax1, ax2):
+            ax.text(0.5, 0.5, "no method of this category uses semantic IDs", ha="center", va="center")
+            ax.set_axis_off()
+    elif read_json(id_stats).get("imported"):
+        stats = _read(id_stats, "collision_rate", "used_codes", "codebook_size_seen")
+        bars = ax1.bar(["imported IDs"], [stats["collision_rate"]], color=["#3b7dd8"])
+        ax1.bar_label(bars, fmt="%.3f")
+        levels = list(range(len(stats["used_codes"])))
+        ax2.bar(levels, [u / max(k, 1) for u, k in zip(stats["used_codes"], stats["codebook_size_seen"])],
+                color="#3b7dd8")
+    else:
+        stats = _read(id_stats, "collisions_before", "collisions_after", "per_level")
+        rates = {"RQ-VAE codes": stats["collisions_before"]["collision_rate"],
+                 f"after {stats.get('collision_policy', 'policy')}": stats["collisions_after"]["collision_rate"]}
+        bars = ax1.bar(list(rates), list(rates.values()), color=["#d8733b", "#3b7dd8"])
+        ax1.bar_label(bars, fmt="%.3f")
+        levels = [row["level"] for row in stats["per_level"]]
+        ax2.bar(levels, [row["utilisation"] for row in stats["per_level"]], color="#3b7dd8")
+    if id_stats is not None:
+        ax1.set_ylabel("share of items sharing an ID")
+        ax1.set_title("collision rate")
+        ax2.set_xticks(levels)
+        ax2.set_xlabel("ID level")
+        ax2.set_ylabel("codes used / codebook size")
+        ax2.set_ylim(0, 1.05)
+        ax2.set_title("codebook utilisation")
+    fig.suptitle(f"{category}: semantic IDs ({stats.get('n_items', '?')} items)")
+    _save(fig, png)
+    return stats
+
+
+def category_figures(category: str, metrics: dict[str, str], id_stats: str | None, train_logs: dict[str, str],
                      hr_png: str, collisions_png: str, curves_png: str, k: int = 10) -> None:
-    """``metrics``: method -> seqrec_metrics.json; ``train_logs``: generative method -> model/train_log.json."""
+    """``metrics``: method -> seqrec_metrics.json; ``id_stats``: the id set's stats.json (None when no method of the
+    category uses semantic IDs); ``train_logs``: generative method -> model/train_log.json."""
     hr = {method: _read(path, f"HR@{k}")[f"HR@{k}"] for method, path in metrics.items()}
     fig, ax = plt.subplots(figsize=(4.5, 3))
     bars = ax.bar(list(hr), list(hr.values()), color=["#3b7dd8" if m.startswith("ours") else "#999" for m in hr])
@@ -50,23 +88,7 @@ def category_figures(category: str, metrics: dict[str, str], id_stats: str, trai
     ax.set_title(f"{category}: HR@{k} by method")
     _save(fig, hr_png)
 
-    stats = _read(id_stats, "collisions_before", "collisions_after", "per_level")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
-    rates = {"RQ-VAE codes": stats["collisions_before"]["collision_rate"],
-             f"after {stats.get('collision_policy', 'policy')}": stats["collisions_after"]["collision_rate"]}
-    bars = ax1.bar(list(rates), list(rates.values()), color=["#d8733b", "#3b7dd8"])
-    ax1.bar_label(bars, fmt="%.3f")
-    ax1.set_ylabel("share of items sharing an ID")
-    ax1.set_title("collision rate")
-    levels = [row["level"] for row in stats["per_level"]]
-    ax2.bar(levels, [row["utilisation"] for row in stats["per_level"]], color="#3b7dd8")
-    ax2.set_xticks(levels)
-    ax2.set_xlabel("ID level")
-    ax2.set_ylabel("codes used / codebook size")
-    ax2.set_ylim(0, 1.05)
-    ax2.set_title("codebook utilisation")
-    fig.suptitle(f"{category}: semantic IDs ({stats.get('n_items', '?')} items)")
-    _save(fig, collisions_png)
+    stats = _id_set_figure(category, id_stats, collisions_png)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8, 3))
     history = stats.get("history") or []
