@@ -5,8 +5,8 @@ Figures (each from the benchmark script the page names, run as a subprocess with
 * ``train_plain`` / ``train_deepspeed``: random-init Qwen2.5-VL-3B-shape LoRA + item-row training, tokens/s, MFU,
   peak GiB (``benchmarks/train_throughput.py``; the DeepSpeed run under ``torchrun``, ZeRO-2
   ``config/deepspeed_zero2.json``, skipped with the reason where deepspeed is not installed);
-* ``decode``: users/s of ``generate_topk`` with the reference constraint vs ours, 3B-shape decoder
-  (``benchmarks/decode.py``, end-to-end part);
+* ``decode``: users/s of HF generate with the reference constraint, with our processor, and of our trie beam
+  search, 3B-shape decoder (``benchmarks/decode.py``'s main comparison);
 * ``rqvae_epoch``: RQ-VAE epoch at 6,250 x 3,584 (``benchmarks/rqvae_epoch.py``), LC-Rec's detached residual;
 * ``embed_batch1_fp32`` / ``embed_batched_bf16``: items/s of :func:`mmgenrec.embed.embed.embed_batch` (image +
   text items, content pooling) at batch 1 in fp32 vs the workflow's batched bf16 path, 3B shape.
@@ -49,10 +49,9 @@ def settings(tiny: bool) -> dict:
         return {
             "train": ["--size", "tiny", "--steps", "3", "--warmup", "1", "--batch-size", "2", "--seq-len", "32",
                       "--new-tokens", "16", "--device", "cpu"],
-            "decode": ["--vocab", "4096", "--items", "300", "--levels", "3", "--codes", "16", "--beams", "10",
-                       "--batch", "2", "--prompt-len", "16", "--repeats", "1", "--users", "4", "--e2e-hidden", "32",
-                       "--e2e-layers", "1", "--e2e-heads", "2", "--e2e-kv-heads", "1", "--device", "cpu",
-                       "--threads", "1"],
+            "decode": ["--vocab", "4096", "--hidden", "32", "--intermediate", "64", "--heads", "2", "--kv-heads", "1",
+                       "--layers", "1", "--items", "300", "--history", "5", "--beams", "10", "--top-k", "5",
+                       "--users", "4", "--batch", "2", "--curve-users", "0", "--device", "cpu", "--threads", "1"],
             "rqvae": ["--items", "300", "--dim", "64", "--epochs", "2", "--batch-size", "128", "--codebook-size", "16",
                       "--hidden", "32", "--latent-dim", "8", "--device", "cpu", "--threads", "1"],
             "embed": {"shape": "tiny", "items": 8, "batch": 4, "image_side": 112, "device": "cpu"},
@@ -60,8 +59,7 @@ def settings(tiny: bool) -> dict:
         }
     return {
         "train": ["--size", "3b", "--steps", "20", "--warmup", "5", "--batch-size", "8", "--seq-len", "512"],
-        "decode": ["--repeats", "5", "--users", "32", "--e2e-hidden", "2048", "--e2e-layers", "36", "--e2e-heads", "16",
-                   "--e2e-kv-heads", "2", "--e2e-intermediate", "11008", "--device", "cuda"],
+        "decode": ["--layers", "36", "--users", "32", "--batch", "8", "--curve-users", "0", "--device", "cuda"],
         "rqvae": ["--epochs", "10", "--device", "cuda"],
         "embed": {"shape": "3b", "items": 64, "batch": 16, "image_side": 448, "device": "cuda"},
         "timeout": 240,
@@ -90,16 +88,16 @@ def last_json(stdout: str) -> dict:
     raise ValueError("no JSON line in the output")
 
 
-def decode_figures(stdout: str) -> dict:
-    """users/s per constraint from decode.py's end-to-end markdown table."""
-    out = {}
-    for line in stdout.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0].split(" ")[0] in ("none", "reference", "vectorised"):
-            out[f"users_per_s_{cells[0].split(' ')[0]}"] = float(cells[2])
-    if not {"users_per_s_reference", "users_per_s_vectorised"} <= set(out):
-        raise ValueError("decode.py printed no end-to-end table")
-    out["ours_over_reference"] = round(out["users_per_s_vectorised"] / out["users_per_s_reference"], 3)
+def decode_figures(record: dict) -> dict:
+    """users/s of benchmarks/decode.py's main comparison (its --out JSON): (a) HF generate + the reference
+    prefix_allowed_tokens_fn, (b) HF generate + our TrieLogitsProcessor, (c) our trie beam search."""
+    main = record["main"]
+    users = record["args"]["users"]
+    names = {"a": "reference", "b": "vectorised", "c": "trie_beam"}
+    out = {f"users_per_s_{names[m]}": round(users / sec, 4) for m, sec in main["seconds"].items()}
+    if not {"users_per_s_reference", "users_per_s_trie_beam"} <= set(out):
+        raise ValueError("decode.py wrote no (a) / (c) figures")
+    out["ours_over_reference"] = round(out["users_per_s_trie_beam"] / out["users_per_s_reference"], 3)
     return out
 
 
@@ -179,8 +177,9 @@ def check(tiny: bool) -> dict:
                                     "config/deepspeed_zero2.json"], timeout)
         figures["train_deepspeed"] = {**(last_json(stdout) if stdout else {}), **facts}
 
-    stdout, facts = run_script([py, "benchmarks/decode.py", *cfg["decode"]], timeout)
-    figures["decode"] = {**(decode_figures(stdout) if stdout else {}), **facts}
+    decode_json = Path(tempfile.mkdtemp()) / "decode.json"
+    stdout, facts = run_script([py, "benchmarks/decode.py", *cfg["decode"], "--out", str(decode_json)], timeout)
+    figures["decode"] = {**(decode_figures(json.loads(decode_json.read_text())) if stdout else {}), **facts}
 
     stdout, facts = run_script([py, "benchmarks/rqvae_epoch.py", *cfg["rqvae"]], timeout)
     figures["rqvae_epoch"] = {**(last_json(stdout) if stdout else {}), **facts}
@@ -211,7 +210,8 @@ def markdown(result: dict) -> str:
              f"| training MFU, DeepSpeed ZeRO-2 | {val('train_deepspeed', 'mfu')} |",
              f"| training peak GiB, DeepSpeed ZeRO-2 | {val('train_deepspeed', 'peak_mem_gib')} |",
              f"| decoding users/s, reference constraint | {val('decode', 'users_per_s_reference')} |",
-             f"| decoding users/s, ours (TrieLogitsProcessor) | {val('decode', 'users_per_s_vectorised')} |",
+             f"| decoding users/s, HF generate + TrieLogitsProcessor | {val('decode', 'users_per_s_vectorised')} |",
+             f"| decoding users/s, our trie beam search | {val('decode', 'users_per_s_trie_beam')} |",
              f"| RQ-VAE s/epoch | {val('rqvae_epoch', 'epoch_seconds_mean')} |",
              f"| embedding items/s, batch 1 fp32 | {val('embed_batch1_fp32', 'items_per_s')} |",
              f"| embedding items/s, batched bf16 | {val('embed_batched_bf16', 'items_per_s')} |", "",

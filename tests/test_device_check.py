@@ -15,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {  # figure -> the numbers it must hold
     "train_plain": ("tokens_per_s", "seconds_per_step", "lm_params"),
-    "decode": ("users_per_s_reference", "users_per_s_vectorised", "users_per_s_none", "ours_over_reference"),
+    "decode": ("users_per_s_reference", "users_per_s_vectorised", "users_per_s_trie_beam", "ours_over_reference"),
     "rqvae_epoch": ("epoch_seconds_mean", "collision_rate_nearest_codes"),
     "embed_batch1_fp32": ("items_per_s",),
     "embed_batched_bf16": ("items_per_s",),
