@@ -42,10 +42,22 @@ def main(argv=None) -> None:
     ap.add_argument("--minutes", type=float, default=6.0, help="training cap per model")
     ap.add_argument("--models", nargs="*", default=list(MODELS))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--result", default=str(HERE / "sequential_instruments.json"),
+                    help="the JSON the runs are added to (one per process when models run side by side; "
+                         "--merge joins them)")
+    ap.add_argument("--merge", nargs="*", default=None, help="join these result JSONs into the page and exit")
     args = ap.parse_args(argv)
+    if args.merge:
+        runs, first = {}, json.loads(Path(args.merge[0]).read_text())
+        for path in args.merge:
+            runs.update(json.loads(Path(path).read_text())["runs"])
+        merged = {**first, "runs": {m: runs[m] for m in MODELS if m in runs}}
+        (HERE / "sequential_instruments.json").write_text(json.dumps(merged, indent=1))
+        write_markdown(merged)
+        return
     torch.set_num_threads(args.threads)
     out, rows = Path(args.out), {}
-    result_json = HERE / "sequential_instruments.json"
+    result_json = Path(args.result)
     if result_json.exists():
         rows = json.loads(result_json.read_text()).get("runs", {})
     for name in args.models:
