@@ -104,14 +104,25 @@ def test_outputs_and_metrics(run):
 
     summary = pd.read_csv(workdir / "results" / "summary.csv")
     summary = summary[summary.task == "seqrec"]
-    assert set(zip(summary.category, summary.method)) == set(rows)
+    # every category x every method that runs on it (demo_hm lists its own; MQL4Rec adds its single-modality rows)
+    cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    expected = set()
+    for cat, spec in cfg["categories"].items():
+        only = spec.get("methods")
+        names = [m for m in cfg["methods"] if only is None or (m in only if isinstance(only, list)
+                                                               else m not in only["exclude"])]
+        for m in names:
+            expected |= {(cat, m)} | ({(cat, f"{m}_text"), (cat, f"{m}_image")}
+                                      if cfg["methods"][m]["kind"] == "mql4rec" else set())
+    assert set(rows) <= expected and set(zip(summary.category, summary.method)) == expected
     value = summary.query("category == 'demo_music' and method == 'ours' and metric == 'HR@10'").value.item()
     assert value == pytest.approx(rows[("demo_music", "ours")]["HR@10"])
     md = (workdir / "results" / "summary.md").read_text()
     assert "| demo_music | ours" in md and "## Data after filtering" in md
-    for rule in ("prepare", "embed", "quantize", "finetune", "evaluate_ours"):
-        assert (workdir / "benchmarks" / rule / "demo_music.tsv").is_file()
-        assert (workdir / "logs" / rule / "demo_music.log").is_file()
+    for rule, job in (("prepare", "demo_music"), ("embed", "demo_music"), ("quantize", "demo_music.rqvae"),
+                      ("finetune", "demo_music.ours"), ("evaluate_ours", "demo_music.ours")):
+        assert (workdir / "benchmarks" / rule / f"{job}.tsv").is_file()
+        assert (workdir / "logs" / rule / f"{job}.log").is_file()
 
 
 def test_rerun_is_a_no_op(run):
@@ -133,7 +144,7 @@ def test_changed_raw_file_reruns_only_its_category(demo, tmp_path):
     others = [(job["rule"], job["wildcards"]) for job in jobs if job["wildcards"].get("category") == "demo_music"]
     # demo_music reruns only what reads the merged adapter, which averages both categories' adapters
     assert others and all(uses_merged_adapter(rule, wc) for rule, wc in others), others
-    assert ("merge_adapters", {"category": "demo_music"}) in others
+    assert ("merge_adapters", {"category": "demo_music", "method": "ours_merged"}) in others
 
 
 def test_changed_category_parameter_reruns_only_that_evaluation(run, tmp_path):
@@ -153,7 +164,8 @@ def test_reordered_categories_rerun_nothing(run, tmp_path):
     cfg["categories"] = dict(reversed(list(cfg["categories"].items())))
     reordered = tmp_path / "reordered.yaml"
     reordered.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    assert list(yaml.safe_load(reordered.read_text())["categories"]) == list(reversed(CATS))
+    assert list(yaml.safe_load(reordered.read_text())["categories"]) == list(reversed(list(
+        yaml.safe_load(config.read_text())["categories"])))
     assert planned_jobs(workdir, reordered) == {}
 
 

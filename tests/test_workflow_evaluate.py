@@ -72,7 +72,7 @@ def test_summary_files(run):
     workdir, _, _ = run
     csv = pd.read_csv(workdir / "results" / "summary.csv")
     pd.testing.assert_frame_equal(csv, pd.read_parquet(workdir / "results" / "summary.parquet"))
-    assert set(csv.task) == {"seqrec", "bootstrap", "textgen", "i2i", "enrich_checks", "enrich_utility"}
+    assert set(csv.task) == {"seqrec", "bootstrap", "textgen", "i2i", "enrich_checks", "enrich_utility", "ranker"}
     get = lambda task, method, metric: csv.query(  # noqa: E731
         "task == @task and category == @CAT and method == @method and metric == @metric").value.item()
     diff = get("bootstrap", "ours vs popularity", "HR@10 diff")
