@@ -10,7 +10,6 @@ import random
 import pytest
 import torch
 from PIL import Image
-from transformers import TrainerCallback
 
 from mmgenrec.finetune.data import MultimodalCollator, MultiTaskDataset, build_examples
 from mmgenrec.finetune.merge import merge_for_category, merge_lora
@@ -21,6 +20,7 @@ from mmgenrec.prompts import (
     ENRICHED_FIELDS, SEQREC_TEMPLATES, TASKS, TEMPLATES, enrich_answer, parse_enrich_answer, render, seqrec_messages,
     task_messages,
 )
+from preempt import KillAt
 
 LEVELS, K = 2, 8
 
@@ -170,15 +170,6 @@ MIX = {"seqrec": {"weight": 0.5, "templates": [0, 1]}, "mmitem2index": {"weight"
 TRAIN = dict(batch_size=8, lr=5e-3, weight_decay=0.1, lora_dropout=0.1, device="cpu", logging_steps=1, seed=5)
 
 
-class KillAt(TrainerCallback):
-    """Simulates a preemption: the process dies right after checkpoint ``step`` is written."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"killed after step {self.step}")
 
 
 def adapter_tensors(d):

@@ -9,7 +9,6 @@ import shutil
 import pytest
 import torch
 import yaml
-from transformers import TrainerCallback
 
 from mmgenrec.finetune.data import MultiTaskDataset, TextCollator
 from mmgenrec.finetune.lcrec_data import build_lcrec_examples
@@ -19,6 +18,7 @@ from mmgenrec.models.text_lm import PLAIN_TEMPLATE
 from mmgenrec.models.tiny import build_tiny_qwen2
 from mmgenrec.prompts_lcrec import LCREC_TEMPLATES, prompt_corpus
 from smkrun import REPO, dry_run_jobs
+from preempt import KillAt
 
 N_ITEMS = 12
 INDEX = {i: [f"<a_{i // 4}>", f"<b_{i % 4}>"] for i in range(N_ITEMS)}
@@ -104,13 +104,6 @@ def test_collator_labels_exactly_the_answer_and_its_end(lm):
             assert proc.tokenizer.decode(labelled) == e["answer"] + proc.tokenizer.eos_token
 
 
-class KillAt(TrainerCallback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_save(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise KeyboardInterrupt(f"killed after step {self.step}")
 
 
 def train(lm, data, out, **kw):
