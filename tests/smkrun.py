@@ -5,6 +5,7 @@ Shared by the end-to-end modules (``test_workflow*.py``, ``test_report.py``, ``t
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -14,18 +15,25 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+NO_SLURM = REPO / "tests" / "noslurm"  # a `scontrol` that answers "no controller" at once (see the script)
+
+
+def no_slurm_env() -> dict[str, str]:
+    """This process's environment with ``tests/noslurm`` first on PATH: for the runs that use no SLURM."""
+    return {**os.environ, "PATH": f"{NO_SLURM}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def smk(workdir: Path, *args: str, config: Path | None = None, check: bool = True, cores: int = 2,
         env: dict[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess:
     """``snakemake -s <repo>/Snakefile -d workdir --cores N *args [--configfile config]`` in ``workdir``.
 
-    ``--configfile`` goes last: it takes every word after it, so targets must come before it.
+    ``--configfile`` goes last: it takes every word after it, so targets must come before it. Without ``env``
+    the run gets :func:`no_slurm_env` (the SLURM tests pass their own).
     """
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", str(cores), *args]
     if config is not None:
         cmd += ["--configfile", str(config)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env, timeout=timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=no_slurm_env() if env is None else env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc

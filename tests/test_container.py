@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from smkrun import no_slurm_env
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -43,7 +44,7 @@ def image():  # noqa: D103 - used by the container tests only
 
 
 def env(shim_log: Path) -> dict[str, str]:
-    out = dict(os.environ)
+    out = no_slurm_env()
     out["PATH"] = os.pathsep.join([str(REPO / "containers" / "shim"), str(Path(sys.executable).parent), out["PATH"]])
     out["CONTAINERS_CONF"] = str(REPO / "containers" / "containers.conf")
     out["MMGENREC_SHIM_LOG"] = str(shim_log)

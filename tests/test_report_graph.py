@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import yaml
+from smkrun import no_slurm_env
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -27,7 +28,7 @@ def offline(cmd: list[str]) -> list[str]:
 
 
 def run(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess, float, float]:
-    env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
+    env = {**no_slurm_env(), "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
            "HF_HUB_OFFLINE": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
