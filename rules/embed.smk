@@ -9,6 +9,7 @@ rule embed:
     params:
         cfg=stage_params("embed"),
         model=model_runtime(),
+    priority: 1  # the longest chain (embed -> quantize -> finetune -> evaluate) starts first; others fill around it
     threads: rule_resources("embed", "threads", 2)
     resources:
         gpu=rule_resources("embed", "gpu", 1),

@@ -13,6 +13,7 @@ rule quantize:
         idset=alternatives(BUILT_IDSETS),
     params:
         cfg=lambda wc: idset_quantize(wc.category, wc.idset),
+    priority: 1  # on the longest chain (see embed)
     threads: rule_resources("quantize", "threads", 2)
     resources:
         mem_mb=rule_resources("quantize", "mem_mb", 4000),

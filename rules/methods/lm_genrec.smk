@@ -33,6 +33,7 @@ rule finetune_lm:
         cfg=lm_train_params,
         codebook_size=lm_codebook_size,
         checkpoints="results/{category}/{method}/checkpoints",  # beside the output: survives a failed job
+    priority: 1  # one of the longest jobs: started as soon as it can (see embed)
     threads: rule_resources("finetune", "threads", 2)
     resources:
         gpu=rule_resources("finetune", "gpu", 1),

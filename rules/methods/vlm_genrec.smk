@@ -51,6 +51,7 @@ rule finetune:
         model=model_runtime(),
         checkpoints="results/{category}/{method}/checkpoints",  # beside the output: survives a failed job
         processes=finetune_processes,
+    priority: 1  # the longest jobs start as soon as they can (see embed)
     threads: rule_resources("finetune", "threads", 2)
     resources:
         gpu=rule_resources("finetune", "gpu", 1),
