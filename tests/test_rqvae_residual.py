@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from mmgenrec.quantize.rqvae import RQVAE, train_rqvae
 
@@ -56,3 +57,31 @@ def test_lc_rec_behaviour_is_the_default():
     other, _, _ = train_rqvae(x, detach_residual=False, **kw)
     assert default.detach_residual and not other.detach_residual
     assert any(not torch.equal(a, b) for a, b in zip(default.encoder.parameters(), other.encoder.parameters()))
+
+
+def test_gradients_are_clipped_before_every_step_as_lc_rec_does():
+    """LC-Rec's trainer clips the gradients' global norm at 1.0 before each AdamW step; ``grad_clip`` (default 1.0)
+    does the same. Read at every optimizer step through torch's global step pre-hook."""
+    x = (torch.randn(48, 8) * 30).numpy()  # large inputs: unclipped gradient norms well above 1
+    kw = dict(levels=2, codebook_size=4, hidden=[16], latent_dim=4, epochs=3, batch_size=16, lr=1e-3, seed=0)
+    norms: list[float] = []
+
+    def record(optimizer, args, kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    handle = register_optimizer_step_pre_hook(record)
+    try:
+        train_rqvae(x, grad_clip=0, **kw)
+        unclipped, norms[:] = list(norms), []
+        train_rqvae(x, **kw)
+        default, norms[:] = list(norms), []
+        train_rqvae(x, grad_clip=0.05, **kw)
+        tight = list(norms)
+    finally:
+        handle.remove()
+    assert len(unclipped) == len(default) == len(tight) == 9  # 3 epochs x 3 batches
+    assert max(unclipped) > 1.0
+    assert max(default) <= 1.0 + 1e-4 and max(tight) <= 0.05 + 1e-6
+    with pytest.raises(ValueError, match="grad_clip"):
+        train_rqvae(x, grad_clip=-1, **kw)

@@ -200,10 +200,12 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
                 dropout: float = 0.0, sinkhorn_epsilon: list[float] | None = None, sinkhorn_iters: int = 50,
                 warmup_epochs: int = 0, lr_scheduler: str = "constant", eval_every: int = 0,
                 select: str = "best_loss", seed: int = 0, device: str = "cpu",
-                kmeans_iters: int = 100, detach_residual: bool = True) -> tuple[RQVAE, list[dict], dict]:
+                kmeans_iters: int = 100, detach_residual: bool = True,
+                grad_clip: float = 1.0) -> tuple[RQVAE, list[dict], dict]:
     """Train an RQ-VAE on the rows of ``x`` (LC-Rec's recipe); return ``(model, history, checkpoints)``.
 
-    ``detach_residual``: see :class:`RQVAE` (LC-Rec's default: True). AdamW with a linear warm-up over ``warmup_epochs`` epochs, then a ``constant``, ``linear``ly or ``cosine``
+    ``detach_residual``: see :class:`RQVAE` (LC-Rec's default: True). ``grad_clip``: the gradients' global L2
+    norm is clipped to this before every step (LC-Rec's trainer: 1.0); 0 = no clipping. AdamW with a linear warm-up over ``warmup_epochs`` epochs, then a ``constant``, ``linear``ly or ``cosine``
     decaying rate (``transformers.get_scheduler``). Two checkpoints are kept: the state with the lowest epoch loss and the state
     with the lowest collision rate of nearest-code tuples over all rows (checked every ``eval_every`` epochs, 0 =
     every max(1, epochs // 10), and at the last epoch; ties keep the earlier, lower-loss one). ``select``
@@ -215,6 +217,8 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
     """
     from transformers import get_scheduler
 
+    if grad_clip < 0:
+        raise ValueError(f"grad_clip must be >= 0 (0 = no clipping), got {grad_clip}")
     if select not in SELECT:
         raise ValueError(f"select must be one of {SELECT}, got {select!r}")
     torch.manual_seed(seed)
@@ -259,6 +263,8 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
             _, losses, _ = model(x_t[idx.to(device)])
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
             scheduler.step()
             for key in sums:
