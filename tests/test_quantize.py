@@ -129,6 +129,20 @@ def test_fewer_points_than_codes():
     assert len(history) == 2 and np.isfinite(history[-1]["loss"])
 
 
+def test_check_epochs_record_the_index_reconstruction():
+    """At every collision check the history holds the reconstruction MSE of the nearest-code index over all rows;
+    at the last epoch it must equal decoding the returned model's codes by hand."""
+    x = random_matrix()
+    model, history, _ = train_rqvae(x, **{**SMALL, "epochs": 6}, eval_every=3, select="last", seed=0)
+    checked = [h["epoch"] for h in history if h["index_recon"] is not None]
+    assert checked == [3, 6] and all(h["collision_rate"] is not None for h in history if h["epoch"] in checked)
+    codes = encode(model, x)
+    with torch.no_grad():
+        z_q = sum(book.weight[torch.as_tensor(codes[:, l])] for l, book in enumerate(model.codebooks))
+        by_hand = float(((model.decoder(z_q).numpy() - x) ** 2).mean())
+    assert history[-1]["index_recon"] == pytest.approx(by_hand, rel=1e-5)
+
+
 def test_same_seed_same_codes_and_loss_decreases():
     x = random_matrix()
     m1, h1, _ = train_rqvae(x, seed=3, **SMALL)

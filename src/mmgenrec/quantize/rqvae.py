@@ -186,9 +186,18 @@ def decode(model: RQVAE, codes: np.ndarray) -> np.ndarray:
     return torch.cat(out).numpy()
 
 
-def reconstruction_mse(model: RQVAE, x: np.ndarray, codes: np.ndarray) -> float:
-    """Mean squared error between ``x`` and the decoder's output from the given ``codes`` (not re-encoded)."""
-    return float(((decode(model, codes) - np.asarray(x, dtype=np.float32)) ** 2).mean())
+@torch.no_grad()
+def reconstruction_mse(model: RQVAE, x, codes: np.ndarray) -> float:
+    """Mean squared error between ``x`` (array or tensor) and the decoder's output from the given ``codes`` (not
+    re-encoded), chunk by chunk on the model's device; leaves the model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
+    total = 0.0
+    for i in range(0, len(x), CHUNK):
+        c = torch.as_tensor(codes[i:i + CHUNK]).to(device)
+        total += float(((model.decode_codes(c) - x[i:i + CHUNK].to(device).float()) ** 2).sum())
+    return total / x.numel()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -213,7 +222,8 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
     ``checkpoints`` maps ``best_loss`` / ``best_collision`` to ``{"epoch", "loss", "collision_rate", "state"}``.
 
     History has one dict per epoch: epoch (1-based), lr, loss, recon, quant (means over the epoch's batches),
-    seconds (the epoch's training pass) and collision_rate (None on epochs without a check). Same seed and data, same device: identical results.
+    seconds (the epoch's training pass), and on check epochs (None on the others) collision_rate and index_recon:
+    the reconstruction MSE over all rows, in eval mode, from the nearest-code index (what the ids stand for). Same seed and data, same device: identical results.
     """
     from transformers import get_scheduler
 
@@ -271,12 +281,14 @@ def train_rqvae(x: np.ndarray, *, levels: int, codebook_size: int, hidden: list[
                 sums[key] += losses[key].item() * len(idx)
             seen += len(idx)
         row = {"epoch": epoch, "lr": lr_now, **{key: value / seen for key, value in sums.items()},
-               "seconds": round(time.perf_counter() - t_epoch, 4), "collision_rate": None}
+               "seconds": round(time.perf_counter() - t_epoch, 4), "collision_rate": None, "index_recon": None}
 
         if epoch % eval_every == 0 or epoch == epochs:
-            row["collision_rate"] = collision_stats(encode(model, x_t))["collision_rate"]
-            log.info("epoch %d: loss %.5f recon %.5f quant %.5f collision_rate %.4f",
-                     epoch, row["loss"], row["recon"], row["quant"], row["collision_rate"])
+            codes = encode(model, x_t)
+            row["collision_rate"] = collision_stats(codes)["collision_rate"]
+            row["index_recon"] = reconstruction_mse(model, x_t, codes)
+            log.info("epoch %d: loss %.5f recon %.5f quant %.5f collision_rate %.4f index_recon %.5f", epoch,
+                     row["loss"], row["recon"], row["quant"], row["collision_rate"], row["index_recon"])
         if row["loss"] < best["best_loss"]["loss"]:
             best["best_loss"] = {"loss": row["loss"], "collision_rate": row["collision_rate"], "epoch": epoch,
                                  "state": copy.deepcopy(model.state_dict())}
