@@ -237,18 +237,18 @@ def idset_vectors(category, idset):
 
 def category_methods(category):
     """The methods that run on a category: all, the category's own `methods:` list, or all but its
-    `methods: {exclude: [...]}` (config order kept)."""
+    `methods: {exclude: [...]}`; sorted by name, so that a reordered config plans (and reruns) nothing new."""
     spec = config["categories"][category].get("methods")
     if spec is None:
-        return METHODS
+        return sorted(METHODS)
     named = spec["exclude"] if isinstance(spec, dict) else spec
     unknown = [m for m in named if m not in METHODS]
     if unknown:
         raise WorkflowError(f"categories.{category}.methods names {unknown}, which are not in the config's methods "
                             f"({METHODS})")
     if isinstance(spec, dict):
-        return [m for m in METHODS if m not in named]
-    return [m for m in METHODS if m in named]
+        return sorted(m for m in METHODS if m not in named)
+    return sorted(m for m in METHODS if m in named)
 
 
 def uses_ids(category):

@@ -100,11 +100,11 @@ rule evaluate_i2i:
         npy=quantize_input,
         index=lambda wc: idset_index(wc.category, I2I_IDSET),
         reconstruction=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/reconstruction.npy",
-        adapters=lambda wc: [f"results/{wc.category}/{m}/model" for m in sorted(generative_in(wc.category))],
+        adapters=lambda wc: [f"results/{wc.category}/{m}/model" for m in generative_in(wc.category)],
     output:
         "results/{category}/i2i_metrics.json",
     params:
-        methods=lambda wc: sorted(generative_in(wc.category)),  # sorted: reordering the config reruns nothing
+        methods=lambda wc: generative_in(wc.category),
         model=model_runtime(),
     threads: rule_resources("evaluate", "threads", 2)
     resources:

@@ -30,9 +30,9 @@ rule report_summary:
 
 rule report_category:
     input:
-        metrics=lambda wc: [f"results/{wc.category}/{m}/seqrec_metrics.json" for m in sorted(category_methods(wc.category))],
+        metrics=lambda wc: [f"results/{wc.category}/{m}/seqrec_metrics.json" for m in category_methods(wc.category)],
         id_stats=lambda wc: f"{idset_dir(wc.category, I2I_IDSET)}/stats.json" if uses_ids(wc.category) else [],
-        models=lambda wc: [f"results/{wc.category}/{m}/model" for m in sorted(generative_in(wc.category))],
+        models=lambda wc: [f"results/{wc.category}/{m}/model" for m in generative_in(wc.category)],
     output:
         hr=report("results/report/{category}/hr_at_10.png", caption="../workflow/report/hr_at_10.rst",
                   category="2. Per category", subcategory="{category}", labels={"figure": "HR@10 by method"}),
@@ -41,8 +41,8 @@ rule report_category:
         curves=report("results/report/{category}/training_curves.png", caption="../workflow/report/curves.rst",
                       category="2. Per category", subcategory="{category}", labels={"figure": "training curves"}),
     params:
-        methods=lambda wc: sorted(category_methods(wc.category)),  # sorted: reordering the config reruns nothing
-        generative=lambda wc: sorted(generative_in(wc.category)),
+        methods=lambda wc: category_methods(wc.category),
+        generative=lambda wc: generative_in(wc.category),
     log:
         "logs/report_category/{category}.log",
     conda:
