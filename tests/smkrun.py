@@ -33,7 +33,8 @@ def smk(workdir: Path, *args: str, config: Path | None = None, check: bool = Tru
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", str(cores), *args]
     if config is not None:
         cmd += ["--configfile", str(config)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=no_slurm_env() if env is None else env, timeout=timeout)
+    env = no_slurm_env() if env is None else env
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, env=env, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc

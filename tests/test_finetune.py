@@ -170,8 +170,6 @@ MIX = {"seqrec": {"weight": 0.5, "templates": [0, 1]}, "mmitem2index": {"weight"
 TRAIN = dict(batch_size=8, lr=5e-3, weight_decay=0.1, lora_dropout=0.1, device="cpu", logging_steps=1, seed=5)
 
 
-
-
 def adapter_tensors(d):
     from safetensors.torch import load_file
 

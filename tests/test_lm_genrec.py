@@ -104,8 +104,6 @@ def test_collator_labels_exactly_the_answer_and_its_end(lm):
             assert proc.tokenizer.decode(labelled) == e["answer"] + proc.tokenizer.eos_token
 
 
-
-
 def train(lm, data, out, **kw):
     return finetune(lm, out, tasks=TASKS, codebook_size=4, prompt_family="lcrec", max_steps=6, save_steps=2,
                     **data, **TRAIN, **kw)
